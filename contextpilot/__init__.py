@@ -1,0 +1,86 @@
+"""contextpilot: make RAG and memory prompts KV-cache friendly.
+
+Reorders context blocks so requests share prompt prefixes, schedules
+requests so similar ones run back to back, deduplicates repeats, and keeps
+a live index of what the inference engine has cached.
+
+    import contextpilot as cp
+    pilot = cp.ContextPilot()
+    reordered, order = pilot.reorder([[3, 1, 2], [2, 3, 9]])
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from contextpilot.core.blocks import Block, BlockTable, stable_key, validate_contexts
+from contextpilot.core.dedup import ConversationStore, DedupResult, dedup_passages
+from contextpilot.core.index import EvictionReport, PrefixIndex
+from contextpilot.core.pilot import ContextPilot, ReorderResult
+from contextpilot.core.planner import Plan, plan
+from contextpilot.core.prompt import build_messages
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Block",
+    "BlockTable",
+    "ContextPilot",
+    "ConversationStore",
+    "DedupResult",
+    "EvictionReport",
+    "Plan",
+    "PrefixIndex",
+    "ReorderResult",
+    "__version__",
+    "build_messages",
+    "dedup_passages",
+    "default_pilot",
+    "optimize",
+    "optimize_batch",
+    "plan",
+    "reset",
+    "stable_key",
+    "validate_contexts",
+]
+
+_default: ContextPilot | None = None
+_default_lock = threading.Lock()
+
+
+def default_pilot() -> ContextPilot:
+    """The process-wide instance behind :func:`optimize` (bounded state)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ContextPilot()
+        return _default
+
+
+def optimize(
+    docs: Sequence[str],
+    query: str,
+    *,
+    conversation_id: str | None = None,
+    system_instruction: str | None = None,
+) -> list[dict[str, str]]:
+    """One online turn on the default instance (see ``ContextPilot.optimize``)."""
+    return default_pilot().optimize(
+        docs, query, conversation_id=conversation_id, system_instruction=system_instruction
+    )
+
+
+def optimize_batch(
+    all_docs: Sequence[Sequence[str]],
+    all_queries: Sequence[str],
+    *,
+    system_instruction: str | None = None,
+) -> tuple[list[list[dict[str, str]]], list[int]]:
+    """A batch on the default instance; ``messages[j]`` answers ``all_queries[order[j]]``."""
+    return default_pilot().optimize_batch(all_docs, all_queries, system_instruction=system_instruction)
+
+
+def reset() -> None:
+    """Forget the default instance's state."""
+    default_pilot().reset()

@@ -1,0 +1,1 @@
+"""Benchmarks: workloads, runner and report (``python -m contextpilot.bench``)."""

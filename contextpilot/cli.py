@@ -1,0 +1,25 @@
+"""``contextpilot`` command line: ``contextpilot bench [...]``."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = "usage: contextpilot bench [options]   (see: contextpilot bench --help)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    cmd, rest = args[0], args[1:]
+    if cmd == "bench":
+        from contextpilot.bench.__main__ import main as bench
+
+        return bench(rest)
+    print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

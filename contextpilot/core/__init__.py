@@ -1,0 +1,1 @@
+"""Core engine: pure Python + numpy/scipy; no HTTP, no frameworks."""

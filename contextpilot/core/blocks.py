@@ -1,0 +1,214 @@
+"""Block identity, validation, interning and token-length estimation.
+
+A *block* is one unit of context: an ``int`` (a document id) or a ``str``
+(a document's text). Blocks are compared by value and type: ``5`` and
+``"5"`` are different blocks.
+
+Invariants of :class:`BlockTable`:
+
+* every interned block has a dense id ``0 <= i < len(table)``; ids are never
+  reused while the table lives (``clear()`` starts over);
+* ``key(i)`` is a stable 64-bit content hash (BLAKE2b, never Python's salted
+  ``hash()``), identical across processes and runs;
+* ``tokens(i)`` is the block's estimated token length, computed once.
+
+Interning costs O(len(text)) per new string (hashing) and O(1) per repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+Block = int | str
+Context = Sequence[Block]
+
+__all__ = [
+    "Block",
+    "BlockTable",
+    "Context",
+    "TokenCounter",
+    "default_token_counter",
+    "make_token_counter",
+    "stable_key",
+    "validate_contexts",
+]
+
+TokenCounter = Callable[[Block], int]
+
+#: Token length assumed for an id block when the caller gives no estimator.
+DEFAULT_ID_TOKENS = 64
+
+
+def default_token_counter(block: Block) -> int:
+    """Cheap token estimate: about four UTF-8 bytes per token for text.
+
+    Integer ids carry no text, so they all weigh ``DEFAULT_ID_TOKENS``; pass
+    a counter that knows your documents' lengths for better plans.
+    """
+    if isinstance(block, str):
+        return max(1, math.ceil(len(block.encode("utf-8")) / 4))
+    return DEFAULT_ID_TOKENS
+
+
+def make_token_counter(counter: Any = None) -> TokenCounter:
+    """Turn ``counter`` into a ``Block -> int`` function.
+
+    Accepts ``None`` (the cheap default), a callable taking a block, a
+    tokenizer object with ``encode(text)`` (tiktoken, Hugging Face), or a
+    mapping from block to length. The result is validated lazily: a
+    negative or non-integral length raises ``ValueError`` when seen.
+    """
+    if counter is None:
+        return default_token_counter
+    if hasattr(counter, "encode") and callable(counter.encode):
+        enc = counter.encode
+
+        def by_tokenizer(block: Block) -> int:
+            if isinstance(block, str):
+                return len(enc(block))
+            return DEFAULT_ID_TOKENS
+
+        return by_tokenizer
+    if hasattr(counter, "__getitem__") and not callable(counter):
+        table = counter
+
+        def by_mapping(block: Block) -> int:
+            return table[block] if block in table else default_token_counter(block)
+
+        return by_mapping
+    if callable(counter):
+        return counter
+    raise ValueError(
+        "token_counter must be None, a callable, a tokenizer with encode(), or a mapping"
+    )
+
+
+def stable_key(block: Block) -> int:
+    """64-bit content hash of a block, stable across runs and processes."""
+    if isinstance(block, str):
+        data = b"s" + block.encode("utf-8", "surrogatepass")
+    else:
+        data = b"i" + str(int(block)).encode("ascii")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def _check_block(block: Any, where: str) -> Block:
+    # bool is an int subclass but never a document id.
+    if isinstance(block, bool):
+        raise ValueError(f"{where}: block must be int or str, got bool {block!r}")
+    if isinstance(block, str):
+        return block
+    if isinstance(block, numbers.Integral):
+        return int(block)
+    kind = "None" if block is None else type(block).__name__
+    raise ValueError(f"{where}: block must be int or str, got {kind} {block!r}")
+
+
+def validate_contexts(contexts: Any, *, allow_empty_context: bool = False) -> list[list[Block]]:
+    """Check a batch of contexts and return it as a list of lists.
+
+    Raises ``ValueError`` naming the first offending position
+    (``contexts[i][j]``) for: a non-list batch or context, ``None``,
+    floats, bools or other types, a batch mixing ints and strings, and
+    (unless allowed) an empty context. An empty batch is valid. O(total
+    blocks).
+    """
+    if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
+        raise ValueError("contexts must be a list of lists of blocks (int or str)")
+    out: list[list[Block]] = []
+    kind: type | None = None
+    first_at = ""
+    for i, ctx in enumerate(contexts):
+        if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
+            raise ValueError(
+                f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}"
+            )
+        row: list[Block] = []
+        for j, block in enumerate(ctx):
+            where = f"contexts[{i}][{j}]"
+            b = _check_block(block, where)
+            t = str if isinstance(b, str) else int
+            if kind is None:
+                kind, first_at = t, where
+            elif t is not kind:
+                raise ValueError(
+                    f"{where}: mixed block types in one batch ({t.__name__} here, "
+                    f"{kind.__name__} at {first_at}); use all ints or all strings"
+                )
+            row.append(b)
+        if not row and not allow_empty_context:
+            raise ValueError(f"contexts[{i}] is empty; every context needs at least one block")
+        out.append(row)
+    return out
+
+
+class BlockTable:
+    """Interns blocks to dense ids and remembers their key and token length.
+
+    Not thread-safe by itself; owners serialise access (the live index and
+    the facade hold a lock). Memory is O(distinct blocks); owners that live
+    long bound it with ``max_blocks`` and ``clear()`` when full.
+    """
+
+    __slots__ = ("_ids", "_blocks", "_tokens", "_keys", "_count_tokens")
+
+    def __init__(self, token_counter: Any = None) -> None:
+        self._count_tokens = make_token_counter(token_counter)
+        self._ids: dict[tuple[bool, Block], int] = {}
+        self._blocks: list[Block] = []
+        self._tokens: list[int] = []
+        self._keys: list[int | None] = []
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def intern(self, block: Block) -> int:
+        """Dense id of ``block``, adding it on first sight."""
+        tag = (isinstance(block, str), block)
+        i = self._ids.get(tag)
+        if i is None:
+            n = self._count_tokens(block)
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+                raise ValueError(
+                    f"token counter returned {n!r} for block {block!r}; expected an int >= 0"
+                )
+            i = len(self._blocks)
+            self._ids[tag] = i
+            self._blocks.append(block)
+            self._tokens.append(int(n))
+            self._keys.append(None)
+        return i
+
+    def intern_many(self, contexts: Iterable[Iterable[Block]]) -> list[list[int]]:
+        return [[self.intern(b) for b in ctx] for ctx in contexts]
+
+    def lookup(self, block: Block) -> int | None:
+        """Dense id of ``block`` if interned, else ``None`` (never adds)."""
+        return self._ids.get((isinstance(block, str), block))
+
+    def block(self, i: int) -> Block:
+        return self._blocks[i]
+
+    def tokens(self, i: int) -> int:
+        return self._tokens[i]
+
+    @property
+    def token_list(self) -> list[int]:
+        """Token length of every id, indexable by id (read-only by contract)."""
+        return self._tokens
+
+    def key(self, i: int) -> int:
+        k = self._keys[i]
+        if k is None:
+            k = self._keys[i] = stable_key(self._blocks[i])
+        return k
+
+    def clear(self) -> None:
+        self._ids.clear()
+        self._blocks.clear()
+        self._tokens.clear()
+        self._keys.clear()

@@ -1,0 +1,426 @@
+"""The live prefix index: a block-level radix tree of what the engine holds.
+
+Each node is one block (keyed by its stable 64-bit content key) with its
+token length. A request that was sent is a path from the root; its id sits
+on the deepest node of its path that is still cached (its *end*).
+
+Invariants (checked by :meth:`PrefixIndex.check`):
+
+* ``refs(v) = len(ends(v)) + sum(refs(c) for c in children(v))`` and every
+  node other than the root has ``refs >= 1``: a node lives exactly as long
+  as some live request's path runs through it;
+* ``tokens == sum(v.tokens)`` over all nodes but the root;
+* each live request id maps to exactly one end node, and is in its ``ends``;
+* a node's ``tick`` (last use) is never older than any descendant's, so
+  evicting least recently used *leaves* evicts bottom-up, as SGLang does.
+
+Eviction paths, all keeping the invariants:
+
+* :meth:`evict` (engine hooks): drop requests; their nodes go when no other
+  live request runs through them;
+* capacity in tokens, a node cap and TTL: least recently used leaves go
+  first; requests that ended there move up to the parent, and a request
+  with nothing left is dropped;
+* a request cap: the least recently used requests are dropped.
+
+All public methods take the instance lock. Costs: insert and match are
+O(len(path)); each eviction is O(log n) amortised.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["EvictionReport", "IndexStats", "PrefixIndex"]
+
+
+class _Node:
+    __slots__ = ("key", "tokens", "parent", "children", "refs", "ends", "tick", "stamp", "alive")
+
+    def __init__(self, key: int, tokens: int, parent: _Node | None) -> None:
+        self.key = key
+        self.tokens = tokens
+        self.parent = parent
+        self.children: dict[int, _Node] = {}
+        self.refs = 0
+        self.ends: set[str] | None = None
+        self.tick = 0
+        self.stamp = 0.0
+        self.alive = True
+
+
+@dataclass
+class EvictionReport:
+    """What :meth:`PrefixIndex.evict` did."""
+
+    removed: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    nodes_removed: int = 0
+    tokens_removed: int = 0
+
+
+@dataclass
+class IndexStats:
+    requests: int
+    nodes: int
+    tokens: int
+    capacity_tokens: float | None
+    inserted: int
+    hit_tokens: int
+    sent_tokens: int
+    evicted_requests: int
+    evicted_by_engine: int
+    evicted_by_capacity: int
+    evicted_by_ttl: int
+
+    @property
+    def hit_ratio(self) -> float:
+        return self.hit_tokens / self.sent_tokens if self.sent_tokens else 0.0
+
+
+class PrefixIndex:
+    """What the engine holds, as a radix tree over block keys.
+
+    ``capacity_tokens``: the engine's cache size in tokens (``None``: trust
+    the hooks only). ``ttl``: seconds after last use when content is
+    presumed gone. ``max_nodes`` / ``max_requests`` bound memory whatever
+    the traffic.
+    """
+
+    def __init__(
+        self,
+        capacity_tokens: float | None = None,
+        ttl: float | None = None,
+        max_nodes: int = 2_000_000,
+        max_requests: int = 1_000_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if capacity_tokens is not None and not capacity_tokens >= 0:
+            raise ValueError(f"capacity_tokens must be >= 0 or None, got {capacity_tokens!r}")
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be > 0 seconds or None, got {ttl!r}")
+        if max_nodes < 1 or max_requests < 1:
+            raise ValueError("max_nodes and max_requests must be >= 1")
+        self.capacity_tokens = capacity_tokens
+        self.ttl = ttl
+        self.max_nodes = max_nodes
+        self.max_requests = max_requests
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._reset_state()
+
+    # -- state -------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self.root = _Node(0, 0, None)
+        self._requests: OrderedDict[str, _Node] = OrderedDict()
+        self._heap: list[tuple[int, int, _Node]] = []
+        self._seq = 0
+        self._tick = 0
+        self.tokens = 0
+        self.nodes = 0
+        self._inserted = 0
+        self._hit_tokens = 0
+        self._sent_tokens = 0
+        self._evicted = Counter[str]()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._reset_state()
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self._requests
+
+    def request_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._requests)
+
+    # -- queries -------------------------------------------------------------
+
+    def match(self, keys: Sequence[int]) -> int:
+        """Tokens of the longest cached prefix of ``keys`` (no side effects)."""
+        with self._lock:
+            node, hit = self.root, 0
+            for k in keys:
+                node = node.children.get(k)  # type: ignore[assignment]
+                if node is None:
+                    break
+                hit += node.tokens
+            return hit
+
+    def heaviest_path(
+        self, available: Counter[int], start: _Node | None = None, budget: int = 4096
+    ) -> tuple[list[int], _Node]:
+        """Heaviest cached path below ``start`` (default: the root) made only
+        of keys in the multiset ``available`` (not modified).
+
+        Depth-first, heavier children first, visiting at most ``budget``
+        nodes, so the cost is bounded whatever the index holds. Returns the
+        path's keys and the node it reaches.
+        """
+        with self._lock:
+            if start is not None and not start.alive:
+                return [], start
+            node = start if start is not None else self.root
+            best_w, best_end = 0, node
+            stack: list[tuple[_Node, int]] = [(node, 0)]
+            remaining = Counter(available)
+            # the DFS keeps ``remaining`` in step with the path to the top node
+            path: list[_Node] = []
+            visits = 0
+            while stack and visits < budget:
+                v, wsum = stack.pop()
+                while path and path[-1] is not v.parent:
+                    remaining[path.pop().key] += 1
+                if v is not node:
+                    path.append(v)
+                    remaining[v.key] -= 1
+                visits += 1
+                if wsum > best_w:
+                    best_w, best_end = wsum, v
+                kids = v.children
+                if len(kids) <= len(remaining):
+                    nxt = [c for k, c in kids.items() if remaining.get(k, 0) > 0]
+                else:
+                    nxt = [kids[k] for k, n in remaining.items() if n > 0 and k in kids]
+                nxt.sort(key=lambda c: c.tokens)
+                stack.extend((c, wsum + c.tokens) for c in nxt)
+            keys: list[int] = []
+            v = best_end
+            while v is not node:
+                keys.append(v.key)
+                v = v.parent  # type: ignore[assignment]
+            keys.reverse()
+            return keys, best_end
+
+    def stats(self) -> IndexStats:
+        with self._lock:
+            return IndexStats(
+                requests=len(self._requests),
+                nodes=self.nodes,
+                tokens=self.tokens,
+                capacity_tokens=self.capacity_tokens,
+                inserted=self._inserted,
+                hit_tokens=self._hit_tokens,
+                sent_tokens=self._sent_tokens,
+                evicted_requests=sum(self._evicted.values()),
+                evicted_by_engine=self._evicted["engine"],
+                evicted_by_capacity=self._evicted["capacity"],
+                evicted_by_ttl=self._evicted["ttl"],
+            )
+
+    # -- updates -------------------------------------------------------------
+
+    def insert(self, keys: Sequence[int], tokens: Sequence[int], rid: str) -> int:
+        """Record that request ``rid`` sent blocks ``keys`` (in this order).
+
+        Returns the tokens of its prefix that were already cached (the hit
+        the engine should see). Re-inserting a live id replaces its path.
+        """
+        if len(keys) != len(tokens):
+            raise ValueError("keys and tokens differ in length")
+        with self._lock:
+            if rid in self._requests:
+                self._drop_request(rid)
+            self._tick += 1
+            tick, now = self._tick, self._clock()
+            node, hit, matched = self.root, 0, True
+            for k, t in zip(keys, tokens):
+                child = node.children.get(k) if matched else None
+                if child is None:
+                    matched = False
+                    child = _Node(k, int(t), node)
+                    node.children[k] = child
+                    self.tokens += child.tokens
+                    self.nodes += 1
+                else:
+                    hit += child.tokens
+                child.refs += 1
+                child.tick, child.stamp = tick, now
+                node = child
+            self._sent_tokens += sum(int(t) for t in tokens)
+            self._hit_tokens += hit
+            self._inserted += 1
+            if node is not self.root:
+                if node.ends is None:
+                    node.ends = set()
+                node.ends.add(rid)
+                self._requests[rid] = node
+                self._push(node)
+            self._enforce_bounds(now)
+            return hit
+
+    def touch(self, rid: str) -> bool:
+        """Mark a request's cached path as just used (a cache hit seen
+        elsewhere). Returns whether the id is live."""
+        with self._lock:
+            end = self._requests.get(rid)
+            if end is None:
+                return False
+            self._tick += 1
+            now = self._clock()
+            v: _Node | None = end
+            while v is not None and v is not self.root:
+                v.tick, v.stamp = self._tick, now
+                v = v.parent
+            self._requests.move_to_end(rid)
+            self._push(end)
+            return True
+
+    def evict(self, rids: Iterable[str]) -> EvictionReport:
+        """Drop requests the engine evicted; their blocks go unless another
+        live request still holds them. Unknown ids are reported, not errors."""
+        report = EvictionReport()
+        with self._lock:
+            for rid in dict.fromkeys(rids):
+                if rid not in self._requests:
+                    report.not_found.append(rid)
+                    continue
+                n0, t0 = self.nodes, self.tokens
+                self._drop_request(rid)
+                self._evicted["engine"] += 1
+                report.removed.append(rid)
+                report.nodes_removed += n0 - self.nodes
+                report.tokens_removed += t0 - self.tokens
+        return report
+
+    def expire(self) -> int:
+        """Apply TTL and caps now; returns requests dropped."""
+        with self._lock:
+            before = len(self._requests)
+            self._enforce_bounds(self._clock())
+            return before - len(self._requests)
+
+    # -- internals -------------------------------------------------------------
+
+    def _push(self, node: _Node) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (node.tick, self._seq, node))
+        if len(self._heap) > 2 * self.nodes + 1024:
+            self._heap = [(v.tick, i, v) for i, v in enumerate(self._leaves())]
+            heapq.heapify(self._heap)
+            self._seq = len(self._heap)
+
+    def _leaves(self) -> list[_Node]:
+        out, stack = [], list(self.root.children.values())
+        while stack:
+            v = stack.pop()
+            if v.children:
+                stack.extend(v.children.values())
+            else:
+                out.append(v)
+        return out
+
+    def _drop_request(self, rid: str) -> None:
+        end = self._requests.pop(rid)
+        assert end.ends is not None
+        end.ends.discard(rid)
+        v: _Node | None = end
+        while v is not None and v is not self.root:
+            v.refs -= 1
+            parent = v.parent
+            if v.refs == 0:
+                self._remove_leaf(v)
+            v = parent
+
+    def _remove_leaf(self, v: _Node) -> None:
+        parent = v.parent
+        assert parent is not None and not v.children
+        del parent.children[v.key]
+        v.alive = False
+        self.tokens -= v.tokens
+        self.nodes -= 1
+        if parent is not self.root and not parent.children:
+            self._push(parent)
+
+    def _evict_leaf(self, v: _Node, reason: str) -> None:
+        """Cache-driven eviction of one leaf: requests ending here keep
+        what remains of their path, or are dropped when nothing does."""
+        parent = v.parent
+        assert parent is not None
+        if v.ends:
+            if parent is self.root:
+                for rid in v.ends:
+                    del self._requests[rid]
+                    self._evicted[reason] += 1
+            else:
+                if parent.ends is None:
+                    parent.ends = set()
+                for rid in v.ends:
+                    parent.ends.add(rid)
+                    self._requests[rid] = parent
+            v.ends = None
+        self._remove_leaf(v)
+
+    def _over(self) -> str | None:
+        if self.capacity_tokens is not None and self.tokens > self.capacity_tokens:
+            return "capacity"
+        if self.nodes > self.max_nodes:
+            return "capacity"
+        return None
+
+    def _enforce_bounds(self, now: float) -> None:
+        heap = self._heap
+        horizon = now - self.ttl if self.ttl is not None else -math.inf
+        while heap:
+            tick, _, v = heap[0]
+            if not v.alive or v.children or v.tick != tick:
+                heapq.heappop(heap)  # stale entry
+                continue
+            # v is the least recently used leaf
+            reason = self._over() or ("ttl" if v.stamp <= horizon else None)
+            if reason is None:
+                break
+            heapq.heappop(heap)
+            self._evict_leaf(v, reason)
+        while len(self._requests) > self.max_requests:
+            self._drop_request(next(iter(self._requests)))
+            self._evicted["capacity"] += 1
+
+    # -- checking -------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` if any invariant is broken (for tests)."""
+        with self._lock:
+            tokens = nodes = 0
+            seen: dict[str, _Node] = {}
+            stack = [self.root]
+            while stack:
+                v = stack.pop()
+                ends = v.ends or set()
+                for rid in ends:
+                    assert rid not in seen, f"request {rid} ends twice"
+                    seen[rid] = v
+                total = len(ends) + sum(c.refs for c in v.children.values())
+                if v is not self.root:
+                    assert v.alive, "dead node in tree"
+                    assert v.refs == total, f"refs {v.refs} != {total}"
+                    assert v.refs >= 1, "node without live request"
+                    tokens += v.tokens
+                    nodes += 1
+                for k, c in v.children.items():
+                    assert c.key == k and c.parent is v, "broken parent link"
+                    assert c.tick <= v.tick or v is self.root, "child used after parent"
+                    stack.append(c)
+            assert not self.root.ends, "request ending at root"
+            assert tokens == self.tokens, f"tokens {tokens} != {self.tokens}"
+            assert nodes == self.nodes, f"nodes {nodes} != {self.nodes}"
+            assert seen.keys() == self._requests.keys(), "request map out of sync"
+            for rid, v in seen.items():
+                assert self._requests[rid] is v, f"request {rid} points elsewhere"
+            if self.capacity_tokens is not None:
+                assert self.tokens <= self.capacity_tokens, "over capacity"
+            assert self.nodes <= self.max_nodes and len(self._requests) <= self.max_requests

@@ -1,0 +1,309 @@
+"""``ContextPilot``: the object users hold.
+
+Stateful by default: every planned request is recorded in the live index
+(what the engine is believed to hold) under a fresh request id, so later
+calls put cached blocks first; engine hooks report evictions through
+:meth:`ContextPilot.evict`. ``stateless=True`` plans each call on its own.
+
+Contract of :meth:`ContextPilot.reorder`, identical on the first and every
+later call, for one context or many: ``reordered[j]`` holds exactly the
+blocks of ``contexts[order[j]]`` (duplicates kept), and requests should run
+in that order.
+
+Thread-safe: one lock serialises planning and state updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
+from contextpilot.core.dedup import (
+    ConversationStore,
+    DedupResult,
+    check_hint_template,
+    deduplicate_turn,
+)
+from contextpilot.core.ids import is_health_check, new_request_id, normalize_request_id
+from contextpilot.core.index import EvictionReport, PrefixIndex
+from contextpilot.core.planner import plan
+from contextpilot.core.prompt import build_messages
+from contextpilot.core.recent import RecentRequests
+
+__all__ = ["ContextPilot", "ReorderResult"]
+
+log = logging.getLogger("contextpilot")
+
+#: Accepted for drop-in compatibility with the reference's constructor;
+#: they tuned its clustering, which this planner does not use.
+_LEGACY_OPTIONS = {"alpha", "use_gpu", "linkage_method", "batch_size"}
+
+
+@dataclass
+class ReorderResult:
+    reordered: list[list[Block]]
+    order: list[int]
+    #: request id of each scheduled request (stateful mode), aligned with ``reordered``
+    request_ids: list[str]
+    groups: list[list[int]]
+    mode: str
+    #: tokens of each scheduled request's blocks the index says are cached
+    cached_tokens: list[int] = field(default_factory=list)
+    total_tokens: int = 0
+    planning_seconds: float = 0.0
+
+
+class ContextPilot:
+    """Plans prompts for prefix-cache reuse; see the module docstring.
+
+    Parameters: ``stateless`` — plan each call on its own;
+    ``capacity_tokens`` — the engine's KV cache size in tokens, so the index
+    can mirror its LRU evictions (``None``: rely on hooks and TTL);
+    ``ttl`` — seconds after which unused cached content is presumed evicted;
+    ``token_counter`` — callable, tokenizer (``encode``) or mapping giving
+    block lengths (default: about 4 bytes per token; ids weigh 64);
+    ``hint_template`` — multi-turn dedup hint (fields ``{ref}``,
+    ``{preview}``, ``{index}``); the ``max_*`` bounds cap all state.
+    """
+
+    def __init__(
+        self,
+        *,
+        stateless: bool = False,
+        capacity_tokens: float | None = None,
+        ttl: float | None = None,
+        token_counter: Any = None,
+        hint_template: str | None = None,
+        max_requests: int = 1_000_000,
+        max_nodes: int = 2_000_000,
+        max_conversations: int = 10_000,
+        conversation_ttl: float | None = 3600.0,
+        recent_requests: int = 4096,
+        **legacy: Any,
+    ) -> None:
+        unknown = set(legacy) - _LEGACY_OPTIONS
+        if unknown:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+        if legacy:
+            log.debug("ignoring reference-only options %s", sorted(legacy))
+        self.stateless = stateless
+        self._counter = make_token_counter(token_counter)
+        self.hint_template = check_hint_template(hint_template) if hint_template else None
+        self._lock = threading.RLock()
+        self._index = PrefixIndex(capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests)
+        self._recent = RecentRequests(recent_requests)
+        self._conversations = ConversationStore(max_conversations, conversation_ttl)
+        self._calls = 0
+        self._planned = 0
+
+    # -- planning ------------------------------------------------------------
+
+    def reorder(
+        self,
+        contexts: Sequence[Sequence[Block]],
+        initial_tokens_per_context: int = 0,
+        conversation_id: str | None = None,
+    ) -> tuple[list[list[Block]], list[int]]:
+        """Reorder blocks and requests; returns ``(reordered, order)``.
+
+        ``initial_tokens_per_context`` and ``conversation_id`` are accepted
+        for compatibility and do not change the plan (a shared system prompt
+        shifts every prompt alike).
+        """
+        r = self.reorder_detailed(contexts)
+        return r.reordered, r.order
+
+    def reorder_detailed(
+        self, contexts: Sequence[Sequence[Block]], *, stateless: bool | None = None
+    ) -> ReorderResult:
+        """Like :meth:`reorder`, with request ids, groups and cache figures."""
+        ctxs = validate_contexts(contexts)
+        use_state = not (self.stateless if stateless is None else stateless)
+        with self._lock:
+            return self._reorder(ctxs, use_state)
+
+    def _reorder(
+        self, ctxs: list[list[Block]], use_state: bool, record: bool = True
+    ) -> ReorderResult:
+        t0 = time.perf_counter()
+        self._index.expire()
+        if use_state:
+            mode = "incremental" if len(self._index) else "initial"
+        else:
+            mode = "stateless"
+        p = plan(
+            ctxs,
+            table=BlockTable(self._counter),
+            index=self._index if use_state else None,
+            recent=self._recent if use_state else None,
+        )
+        rids: list[str] = []
+        cached: list[int] = []
+        if use_state and record:
+            for keys, toks in zip(p.keys, p.tokens):
+                rid, hit = self._record(keys, toks)
+                rids.append(rid)
+                cached.append(hit)
+        self._calls += 1
+        self._planned += len(ctxs)
+        return ReorderResult(
+            reordered=p.contexts,
+            order=p.order,
+            request_ids=rids,
+            groups=p.groups,
+            mode=mode,
+            cached_tokens=cached,
+            total_tokens=sum(sum(t) for t in p.tokens),
+            planning_seconds=time.perf_counter() - t0,
+        )
+
+    def _record(self, keys: list[int], tokens: list[int]) -> tuple[str, int]:
+        """The index learns what one request sent; returns its id and hit."""
+        rid = new_request_id()
+        hit = self._index.insert(keys, tokens, rid)
+        self._recent.add(keys)
+        return rid, hit
+
+    # -- prompts ---------------------------------------------------------------
+
+    def optimize(
+        self,
+        docs: Sequence[str],
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        system_instruction: str | None = None,
+    ) -> list[dict[str, str]]:
+        """Messages for one online turn: documents reordered for the cache,
+        the relevance order restated, repeats in the conversation hinted."""
+        docs = _check_docs(docs, "docs")
+        ordered = docs
+        hints: dict[int, str] = {}
+        with self._lock:
+            if docs:
+                ordered = self._reorder([docs], not self.stateless, record=False).reordered[0]
+            if conversation_id is not None:
+                res = deduplicate_turn(
+                    self._conversations, [ordered], conversation_id, self.hint_template
+                )[0]
+                hints = dict(zip(res.hinted_positions, res.reference_hints))
+            if docs and not self.stateless:
+                # the index learns what is really sent: hints replace repeats
+                table = BlockTable(self._counter)
+                sent = [hints.get(i, d) for i, d in enumerate(ordered)]
+                ids = [table.intern(b) for b in sent]
+                self._record([table.key(i) for i in ids], [table.tokens(i) for i in ids])
+        return build_messages(
+            ordered, query, original=docs, system_instruction=system_instruction, hints=hints
+        )
+
+    def optimize_batch(
+        self,
+        all_docs: Sequence[Sequence[str]],
+        all_queries: Sequence[str],
+        *,
+        system_instruction: str | None = None,
+    ) -> tuple[list[list[dict[str, str]]], list[int]]:
+        """Messages for a batch; ``messages[j]`` answers ``all_queries[order[j]]``."""
+        if isinstance(all_queries, str) or len(all_docs) != len(all_queries):
+            raise ValueError(
+                f"all_docs and all_queries must be lists of equal length "
+                f"(got {len(all_docs)} and {1 if isinstance(all_queries, str) else len(all_queries)})"
+            )
+        docs = [_check_docs(d, f"all_docs[{i}]") for i, d in enumerate(all_docs)]
+        r = self.reorder_detailed(docs)
+        messages = [
+            build_messages(
+                r.reordered[j], all_queries[i], original=docs[i], system_instruction=system_instruction
+            )
+            for j, i in enumerate(r.order)
+        ]
+        return messages, r.order
+
+    # -- multi-turn dedup ---------------------------------------------------------
+
+    def deduplicate(
+        self,
+        contexts: Sequence[Sequence[Block]],
+        conversation_id: str,
+        hint_template: str | None = None,
+    ) -> list[DedupResult]:
+        """Replace blocks this conversation sent before by reference hints.
+
+        Works on the contexts as given (call after :meth:`reorder` to dedup
+        the order you will send).
+        """
+        ctxs = validate_contexts(contexts, allow_empty_context=True)
+        with self._lock:
+            return deduplicate_turn(
+                self._conversations, ctxs, conversation_id, hint_template or self.hint_template
+            )
+
+    # -- state -----------------------------------------------------------------
+
+    def evict(self, request_ids: Sequence[str]) -> EvictionReport:
+        """Engine eviction notice: drop these requests from the live index.
+
+        Ids are normalised (``chatcmpl-``/``cmpl-`` prefixes, vLLM suffixes);
+        engine health checks are ignored.
+        """
+        if isinstance(request_ids, str):
+            raise ValueError("request_ids must be a list of strings, not a string")
+        ids: list[str] = []
+        for i, rid in enumerate(request_ids):
+            if not isinstance(rid, str):
+                raise ValueError(f"request_ids[{i}] must be a string, got {type(rid).__name__}")
+            if not is_health_check(rid):
+                ids.append(normalize_request_id(rid))
+        with self._lock:
+            return self._index.evict(ids)
+
+    def reset(self) -> None:
+        """Forget everything: cached prefixes, history, conversations."""
+        with self._lock:
+            self._index.reset()
+            self._recent.clear()
+            self._conversations.clear()
+
+    @property
+    def index(self) -> PrefixIndex:
+        return self._index
+
+    @property
+    def conversations(self) -> ConversationStore:
+        return self._conversations
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            s = self._index.stats()
+            return {
+                "mode": "stateless" if self.stateless else "live",
+                "calls": self._calls,
+                "requests_planned": self._planned,
+                "live_requests": s.requests,
+                "index_nodes": s.nodes,
+                "index_tokens": s.tokens,
+                "capacity_tokens": s.capacity_tokens,
+                "predicted_hit_ratio": round(s.hit_ratio, 6),
+                "evicted_requests": s.evicted_requests,
+                "evicted_by_engine": s.evicted_by_engine,
+                "evicted_by_capacity": s.evicted_by_capacity,
+                "evicted_by_ttl": s.evicted_by_ttl,
+                "conversations": len(self._conversations),
+            }
+
+    get_stats = stats
+
+
+def _check_docs(docs: Any, name: str) -> list[str]:
+    if isinstance(docs, (str, bytes)) or not isinstance(docs, Sequence):
+        raise ValueError(f"{name} must be a list of document strings")
+    for j, d in enumerate(docs):
+        if not isinstance(d, str):
+            raise ValueError(f"{name}[{j}] must be a string, got {type(d).__name__}")
+    return list(docs)

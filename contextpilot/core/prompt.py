@@ -1,0 +1,63 @@
+"""OpenAI-style messages: documents in our order, relevance order restated.
+
+Reordering documents for the cache must not cost answer quality, so the
+prompt tells the model the original (retrieval) relevance order. Each
+document carries a label derived from its own content (never its position),
+so a document's tokens are identical in every prompt it appears in and
+prefixes stay shareable. Layout:
+
+* system: the instruction, then the documents in our order;
+* user: the relevance line (labels, most relevant first), then the query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contextpilot.core.blocks import Block
+from contextpilot.core.dedup import doc_ref
+
+__all__ = ["DEFAULT_SYSTEM", "build_messages", "relevance_line"]
+
+DEFAULT_SYSTEM = (
+    "Answer the user's question using the documents below. Each document starts "
+    "with its label in square brackets."
+)
+
+
+def _render(doc: Block) -> str:
+    return doc if isinstance(doc, str) else str(doc)
+
+
+def relevance_line(original: Sequence[Block]) -> str:
+    labels = ", ".join(f"[{doc_ref(d)}]" for d in dict.fromkeys(original))
+    return f"Documents by relevance to the question, most relevant first: {labels}"
+
+
+def build_messages(
+    ordered: Sequence[Block],
+    query: str,
+    *,
+    original: Sequence[Block] | None = None,
+    system_instruction: str | None = None,
+    hints: dict[int, str] | None = None,
+) -> list[dict[str, str]]:
+    """Messages for one request.
+
+    ``ordered``: documents in prompt order; ``original``: the same documents
+    in relevance order (default: ``ordered``); ``hints``: positions in
+    ``ordered`` whose text is replaced by a reference hint (multi-turn
+    dedup), still labelled so the relevance line resolves.
+    """
+    if not isinstance(query, str):
+        raise ValueError(f"query must be a string, got {type(query).__name__}")
+    instruction = DEFAULT_SYSTEM if system_instruction is None else system_instruction
+    hints = hints or {}
+    parts = [instruction] if instruction else []
+    for i, doc in enumerate(ordered):
+        body = hints.get(i, _render(doc))
+        parts.append(f"[{doc_ref(doc)}]\n{body}")
+    system = "\n\n".join(parts)
+    rel = relevance_line(original if original is not None else ordered)
+    user = f"{rel}\n\n{query}" if ordered else query
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
