@@ -75,9 +75,7 @@ def test_passage_dedup_points_back_and_protects():
     assert rep.texts[2] == shared  # protected (system prompt) never shortened
     assert rep.replaced[1] > 0 and len(rep.texts[1]) < len(texts[1])
     assert rep.texts[1].startswith("intro\n") and rep.texts[1].endswith("outro\n")
-    # within one text a repeat is kept: text 3 repeats itself, but points only at text 0
     for i in (1, 3):
-        kept = [c for c in rep.texts[i].split("[… passage repeated")]
         assert rep.texts[i].count("[… passage repeated from above") == rep.replaced[i]
     assert rep.chars_saved == sum(map(len, texts)) - sum(map(len, rep.texts))
     # every pointer quotes the first line of the passage it replaced
