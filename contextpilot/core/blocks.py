@@ -120,13 +120,29 @@ def validate_contexts(contexts: Any, *, allow_empty_context: bool = False) -> li
     if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
         raise ValueError("contexts must be a list of lists of blocks (int or str)")
     out: list[list[Block]] = []
+    kinds: set[type] = set()
+    for i, ctx in enumerate(contexts):
+        if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
+            raise ValueError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}")
+        row = list(ctx)
+        if not row and not allow_empty_context:
+            raise ValueError(f"contexts[{i}] is empty; every context needs at least one block")
+        kinds.update(map(type, row))
+        if not (kinds <= {int} or kinds <= {str}):
+            break  # the slow path below names the position
+        out.append(row)
+    else:
+        return out
+    return _validate_slowly(contexts, allow_empty_context)
+
+
+def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list[Block]]:
+    out: list[list[Block]] = []
     kind: type | None = None
     first_at = ""
     for i, ctx in enumerate(contexts):
         if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
-            raise ValueError(
-                f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}"
-            )
+            raise ValueError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}")
         row: list[Block] = []
         for j, block in enumerate(ctx):
             where = f"contexts[{i}][{j}]"
@@ -158,7 +174,9 @@ class BlockTable:
 
     def __init__(self, token_counter: Any = None) -> None:
         self._count_tokens = make_token_counter(token_counter)
-        self._ids: dict[tuple[bool, Block], int] = {}
+        # keyed by the block itself: an int never equals a str, and bools and
+        # floats (which equal ints) never get here
+        self._ids: dict[Block, int] = {}
         self._blocks: list[Block] = []
         self._tokens: list[int] = []
         self._keys: list[int | None] = []
@@ -168,8 +186,7 @@ class BlockTable:
 
     def intern(self, block: Block) -> int:
         """Dense id of ``block``, adding it on first sight."""
-        tag = (isinstance(block, str), block)
-        i = self._ids.get(tag)
+        i = self._ids.get(block)
         if i is None:
             n = self._count_tokens(block)
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
@@ -177,18 +194,25 @@ class BlockTable:
                     f"token counter returned {n!r} for block {block!r}; expected an int >= 0"
                 )
             i = len(self._blocks)
-            self._ids[tag] = i
+            self._ids[block] = i
             self._blocks.append(block)
             self._tokens.append(int(n))
             self._keys.append(None)
         return i
 
     def intern_many(self, contexts: Iterable[Iterable[Block]]) -> list[list[int]]:
-        return [[self.intern(b) for b in ctx] for ctx in contexts]
+        get = self._ids.get
+        out = []
+        for ctx in contexts:
+            row = [get(b) for b in ctx]
+            if None in row:  # new blocks: take the slow path for this row
+                row = [self.intern(b) for b in ctx]
+            out.append(row)
+        return out
 
     def lookup(self, block: Block) -> int | None:
         """Dense id of ``block`` if interned, else ``None`` (never adds)."""
-        return self._ids.get((isinstance(block, str), block))
+        return self._ids.get(block)
 
     def block(self, i: int) -> Block:
         return self._blocks[i]

@@ -36,8 +36,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = ["Forest", "build_forest", "candidate_edges"]
 
@@ -149,60 +151,76 @@ def _popular_key(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -
     return rank
 
 
+def _top_k_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest entries as edges ``(lo, hi, value)``, each
+    pair once (kept if either end keeps it). One sort on a combined key."""
+    counts = np.diff(m.indptr)
+    r = np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
+    top = float(m.data.max()) + 1.0
+    order = np.argsort(r * top + (top - m.data), kind="stable")
+    rank = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
+    sel = order[rank < k]
+    a, b, v = r[sel], m.indices[sel].astype(np.int64), m.data[sel]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    _, first = np.unique(lo * m.shape[0] + hi, return_index=True)
+    return lo[first], hi[first], v[first]
+
+
 def candidate_edges(
     sets: Sequence[frozenset[int]],
     weights: np.ndarray,
     k: int,
     budget: int = PAIR_BUDGET,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with_exactness: bool = False,
+) -> Any:
     """Up to ``k`` likely best partners per request, with overlap estimates.
 
-    Pairs come from the block posting lists (requests holding a block):
-    lists short enough to fit ``budget`` pairs in total are paired
-    exhaustively, which makes every estimate exact on small batches; longer
-    lists pair each request with its ``WINDOW`` followers in two similarity
-    sorts (by min-hash and by most popular blocks). A pair's estimate sums
-    the weights of the blocks that paired it, so it is a lower bound of the
-    true intersection weight.
+    Blocks whose posting lists (requests holding them) are short enough to
+    fit ``budget`` pairs in total pair everyone, through one sparse product
+    (exact overlaps on small batches). Blocks with longer lists pair each
+    request only with its ``WINDOW`` followers in two similarity sorts (by
+    min-hash and by most popular blocks). An estimate sums the weights of
+    the blocks that paired the two requests, so it never exceeds the true
+    intersection weight.
 
-    Returns ``(a, b, value)`` with ``a < b``, each pair once.
+    Returns ``(a, b, value)`` with ``a < b``, each pair once, plus (with
+    ``with_exactness``) whether every value is exact.
     """
     n = len(sets)
     empty = np.zeros(0, dtype=np.int64)
+    none = (empty, empty, np.zeros(0)) + ((True,) if with_exactness else ())
     if n < 2:
-        return empty, empty, np.zeros(0)
+        return none
     rows, cols = _csr(sets)
-    n_blocks = int(cols.max()) + 1 if len(cols) else 1
+    if not len(cols):
+        return none
+    n_blocks = int(cols.max()) + 1
     freq = np.bincount(cols, minlength=n_blocks)
     limit = _full_pair_limit(freq[freq > 0], budget)
-    parts = [_posting_pairs(rows, cols, np.arange(n), limit)]
-    if limit < freq.max(initial=0):
-        long_ = freq[cols] > limit
+    short = freq[cols] <= limit
+    sr, sc = rows[short], cols[short]
+    a = sp.csr_matrix((weights[sc], (sr, sc)), shape=(n, n_blocks))
+    b = sp.csr_matrix((np.ones(len(sc)), (sc, sr)), shape=(n_blocks, n))
+    overlap = (a @ b).tocsr()
+    if limit < freq.max():
+        long_ = ~short
         lr, lc = rows[long_], cols[long_]
+        windowed: sp.csr_matrix | None = None
         for key in (_min_hash_key(rows, cols, n, n_blocks, 0), _popular_key(rows, cols, n, freq)):
-            parts.append(_posting_pairs(lr, lc, key, 0))
-    a = np.concatenate([p[0] for p in parts])
-    b = np.concatenate([p[1] for p in parts])
-    c = np.concatenate([p[2] for p in parts])
-    if not len(a):
-        return empty, empty, np.zeros(0)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    # a block pairs the same requests once even if both sorts found them
-    trip = np.unique(np.stack([lo, hi, c]), axis=1) if len(parts) > 1 else np.stack([lo, hi, c])
-    pair = trip[0] * n + trip[1]
-    uniq, inv = np.unique(pair, return_inverse=True)
-    val = np.bincount(inv, weights=weights[trip[2]], minlength=len(uniq))
-    lo, hi = uniq // n, uniq % n
-    # keep each request's k best partners (an edge survives if either end keeps it)
-    ends = np.concatenate([lo, hi])
-    eid = np.concatenate([np.arange(len(uniq))] * 2)
-    o = np.lexsort((-np.concatenate([val, val]), ends))
-    ends_s = ends[o]
-    first = np.flatnonzero(np.r_[True, ends_s[1:] != ends_s[:-1]])
-    rank = np.arange(len(o)) - np.repeat(first, np.diff(np.r_[first, len(o)]))
-    keep = np.zeros(len(uniq), dtype=bool)
-    keep[eid[o[rank < k]]] = True
-    return lo[keep], hi[keep], val[keep]
+            pa, pb, pc = _posting_pairs(lr, lc, key, 0)
+            pw = weights[pc]
+            win = sp.csr_matrix(
+                (np.r_[pw, pw], (np.r_[pa, pb], np.r_[pb, pa])), shape=(n, n)
+            )
+            # both sorts may find the same block for a pair: count it once
+            windowed = win if windowed is None else windowed.maximum(win)
+        overlap = overlap + windowed
+    overlap.setdiag(0)
+    overlap.eliminate_zeros()
+    if not overlap.nnz:
+        return none
+    edges = _top_k_per_row(overlap, k)
+    return edges + ((bool(limit >= freq.max()),) if with_exactness else ())
 
 
 def build_forest(
@@ -238,73 +256,72 @@ def build_forest(
         firsts[s] = i if j is None else merge(j, i)
     reps = list(firsts.values())
 
-    wsum = w.__getitem__
-
-    def value(a: int, b: int) -> float:
-        return sum(map(wsum, inter[a] & inter[b]))
-
-    passes = 0
-    while len(reps) > 1:
-        rep_sets = [inter[r] for r in reps]
-        ea, eb, ev = candidate_edges(rep_sets, wa, k)
-        if not len(ea):
+    for _ in range(MAX_PASSES):
+        if len(reps) < 2 or not _merge_pass(reps, inter, w, wa, alive, merge, k, max_degree):
             break
-        adj: dict[int, dict[int, float]] = {r: {} for r in reps}
-        heap: list[tuple[float, int, int, bool]] = []
-        for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
-            a, b = reps[x], reps[y]
-            adj[a][b] = v
-            adj[b][a] = v
-            heap.append((-v, a, b, False))
-        heapq.heapify(heap)
-        merged = 0
-        while heap:
-            negv, a, b, exact = heapq.heappop(heap)
-            if not (alive[a] and alive[b]):
-                continue
-            if not exact:
-                v = value(a, b)
-                if v > 0:
-                    heapq.heappush(heap, (-v, a, b, True))
-                    adj[a][b] = adj[b][a] = v
-                else:
-                    adj[a].pop(b, None)
-                    adj[b].pop(a, None)
-                continue
-            c = merge(a, b)
-            merged += 1
-            cap = -negv  # w(I(c)): no pair with c can beat it
-            na, nb = adj.pop(a), adj.pop(b)
-            cand: dict[int, float] = {}
-            for d, v in na.items():
-                if d != b:
-                    cand[d] = v
-            for d, v in nb.items():
-                if d != a:
-                    cand[d] = min(cand[d], v) if d in cand else v
-            if len(cand) > max_degree:
-                cand = dict(heapq.nlargest(max_degree, cand.items(), key=lambda kv: kv[1]))
-            mine: dict[int, float] = {}
-            for d, v in cand.items():
-                if not alive[d]:
-                    continue
-                p = min(v, cap)
-                mine[d] = p
-                nd = adj[d]
-                nd.pop(a, None)
-                nd.pop(b, None)
-                nd[c] = p
-                heapq.heappush(heap, (-p, c, d, False))
-            for d in na:
-                if d in adj and d not in mine:
-                    adj[d].pop(a, None)
-            for d in nb:
-                if d in adj and d not in mine:
-                    adj[d].pop(b, None)
-            adj[c] = mine
         reps = [v for v in range(len(inter)) if alive[v]]
-        passes += 1
-        if not merged or passes >= MAX_PASSES:
-            break
     roots = [v for v in range(len(inter)) if alive[v]]
     return Forest(n, left, right, inter, roots)
+
+
+def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int) -> int:
+    """Greedy merging over one candidate graph; returns merges made.
+
+    Heap entries are ``(-priority, a, b, exact)``. An exact entry's
+    priority is the pair's current intersection weight; an inexact one is
+    an estimate, re-evaluated when popped. Because merging never raises a
+    cluster's overlap with others, popping an exact entry whose clusters
+    are both alive yields the best available merge.
+    """
+    rep_sets = [inter[r] for r in reps]
+    ea, eb, ev, exact = candidate_edges(rep_sets, wa, k, with_exactness=True)
+    if not len(ea):
+        return 0
+    get_w = w.__getitem__
+    adj: dict[int, dict[int, float]] = {r: {} for r in reps}
+    heap: list[tuple[float, int, int, bool]] = []
+    for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
+        a, b = reps[x], reps[y]
+        adj[a][b] = v
+        adj[b][a] = v
+        heap.append((-v, a, b, exact))
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    merged = 0
+    while heap:
+        negv, a, b, is_exact = pop(heap)
+        if not (alive[a] and alive[b]):
+            continue
+        if not is_exact:
+            v = sum(map(get_w, inter[a] & inter[b]))
+            if v > 0:
+                push(heap, (-v, a, b, True))
+                adj[a][b] = adj[b][a] = v
+            else:
+                del adj[a][b], adj[b][a]
+            continue
+        c = merge(a, b)
+        merged += 1
+        cap = -negv  # = w(I(c)): no pair with c can beat it
+        na, nb = adj.pop(a), adj.pop(b)
+        # a pair (c, d) weighs at most min(overlap(a, d), overlap(b, d), w(I(c)))
+        cand = {d: v for d, v in na.items() if d != b}
+        for d, v in nb.items():
+            if d != a:
+                cand[d] = min(cand[d], v) if d in cand else v
+        for d in na:
+            if d != b:
+                del adj[d][a]
+        for d in nb:
+            if d != a:
+                del adj[d][b]
+        if len(cand) > max_degree:
+            cand = dict(heapq.nlargest(max_degree, cand.items(), key=lambda kv: kv[1]))
+        mine: dict[int, float] = {}
+        for d, v in cand.items():
+            p = v if v < cap else cap
+            mine[d] = p
+            adj[d][c] = p
+            push(heap, (-p, c, d, False))
+        adj[c] = mine
+    return merged

@@ -37,7 +37,7 @@ __all__ = ["Emitter", "PlanItems"]
 class PlanItems:
     """The per-call universe of planning ids."""
 
-    #: stable block key of each pid
+    #: stable block key of each pid (empty when no live state is followed)
     keys: list[int]
     #: token length of each pid
     tokens: list[int]
@@ -82,14 +82,13 @@ class Emitter:
         else:
             cursor = None
         if rest:
-            pos = {p: r for r, p in enumerate(hint)}
-            if self.recent is not None and len(rest) > 1:
+            # caller's order first, then (stable sort) what neighbours held
+            ranked = [p for p in hint if p in rest]
+            if self.recent is not None and len(ranked) > 1:
                 tokens = self.items.tokens
-                weights = {keys[p]: float(tokens[p]) for p in hint}
-                score = self.recent.scores(weights)
-                out.extend(sorted(rest, key=lambda p: (-score.get(keys[p], 0.0), pos[p], p)))
-            else:
-                out.extend(sorted(rest, key=lambda p: (pos[p], p)))
+                score = self.recent.scores({keys[p]: float(tokens[p]) for p in hint})
+                ranked.sort(key=lambda p: -score.get(keys[p], 0.0))
+            out.extend(ranked)
         return out, cursor
 
     def emit(

@@ -47,27 +47,33 @@ class Plan:
     shared_tokens: int = 0
 
 
-def _items(contexts: Sequence[Sequence[Block]], table: BlockTable) -> tuple[PlanItems, list[Block]]:
-    keys: list[int] = []
-    tokens: list[int] = []
-    values: list[Block] = []
-    occurrences: dict[int, list[int]] = {}
-    requests: list[list[int]] = []
-    for ctx in contexts:
+def _items(
+    contexts: Sequence[Sequence[Block]], table: BlockTable, with_keys: bool
+) -> tuple[PlanItems, list[Block]]:
+    """Planning ids: the first copy of a block in a request is the block's
+    dense id; a k-th copy gets an id of its own (shared across requests)."""
+    requests = table.intern_many(contexts)
+    n = len(table)
+    values = [table.block(i) for i in range(n)]
+    tokens = list(table.token_list)
+    base = list(range(n))  # pid -> dense block id
+    extra: dict[tuple[int, int], int] = {}
+    for pids in requests:
+        if len(set(pids)) == len(pids):
+            continue
         seen: dict[int, int] = {}
-        pids: list[int] = []
-        for b in ctx:
-            i = table.intern(b)
+        for j, i in enumerate(pids):
             o = seen.get(i, 0)
             seen[i] = o + 1
-            occ = occurrences.setdefault(i, [])
-            if o == len(occ):
-                occ.append(len(keys))
-                keys.append(table.key(i))
-                tokens.append(table.tokens(i))
-                values.append(b)
-            pids.append(occ[o])
-        requests.append(pids)
+            if o:
+                p = extra.get((i, o))
+                if p is None:
+                    p = extra[(i, o)] = len(values)
+                    values.append(values[i])
+                    tokens.append(tokens[i])
+                    base.append(i)
+                pids[j] = p
+    keys = [table.key(i) for i in base] if with_keys else []
     return PlanItems(keys, tokens, requests), values
 
 
@@ -90,16 +96,21 @@ def plan(
     recent: RecentRequests | None = None,
     k: int = 6,
     chunk_size: int = DEFAULT_CHUNK,
+    with_keys: bool | None = None,
 ) -> Plan:
     """Plan already-validated contexts (see ``blocks.validate_contexts``).
 
     ``index``/``recent``: live state to follow (read only here; the caller
-    records what was sent). Deterministic for the same inputs and state.
+    records what was sent). ``with_keys``: also return stable block keys
+    (default: when live state is given). Deterministic for the same inputs
+    and state.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     table = table if table is not None else BlockTable(token_counter)
-    items, values = _items(contexts, table)
+    if with_keys is None:
+        with_keys = index is not None or recent is not None
+    items, values = _items(contexts, table, with_keys)
     sets = [frozenset(p) for p in items.requests]
     emitter = Emitter(items, index, recent)
     order: list[int] = []
@@ -117,7 +128,7 @@ def plan(
     return Plan(
         order=order,
         contexts=[[values[p] for p in s] for s in seqs],
-        keys=[[items.keys[p] for p in s] for s in seqs],
+        keys=[[items.keys[p] for p in s] for s in seqs] if with_keys else [],
         tokens=[[tok[p] for p in s] for s in seqs],
         groups=groups,
         shared_tokens=int(shared),
