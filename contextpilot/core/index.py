@@ -55,6 +55,10 @@ class _Node:
         self.alive = True
 
 
+def _tokens(node: _Node) -> int:
+    return node.tokens
+
+
 @dataclass
 class EvictionReport:
     """What :meth:`PrefixIndex.evict` did."""
@@ -162,49 +166,49 @@ class PrefixIndex:
             return hit
 
     def heaviest_path(
-        self, available: Counter[int], start: _Node | None = None, budget: int = 4096
+        self, available: Counter[int], start: _Node | None = None, budget: int = 128
     ) -> tuple[list[int], _Node]:
         """Heaviest cached path below ``start`` (default: the root) made only
         of keys in the multiset ``available`` (not modified).
 
         Depth-first, heavier children first, visiting at most ``budget``
-        nodes, so the cost is bounded whatever the index holds. Returns the
-        path's keys and the node it reaches.
+        nodes, so the cost is bounded whatever the index holds (the first
+        descent is the greedy path; the rest of the budget tries
+        alternatives). Returns the path's keys and the node it reaches.
         """
         with self._lock:
             if start is not None and not start.alive:
                 return [], start
-            node = start if start is not None else self.root
-            best_w, best_end = 0, node
-            stack: list[tuple[_Node, int]] = [(node, 0)]
-            remaining = Counter(available)
-            # the DFS keeps ``remaining`` in step with the path to the top node
+            top = start if start is not None else self.root
+            rem = dict(available)
+            best_w = 0
+            best: list[_Node] = []
             path: list[_Node] = []
+            stack: list[tuple[_Node, int, int]] = [(top, 0, 0)]
             visits = 0
             while stack and visits < budget:
-                v, wsum = stack.pop()
-                while path and path[-1] is not v.parent:
-                    remaining[path.pop().key] += 1
-                if v is not node:
+                v, depth, wsum = stack.pop()
+                while len(path) >= depth and path:  # unwind to v's parent
+                    rem[path.pop().key] += 1
+                if depth:
                     path.append(v)
-                    remaining[v.key] -= 1
+                    rem[v.key] -= 1
                 visits += 1
                 if wsum > best_w:
-                    best_w, best_end = wsum, v
+                    best_w, best = wsum, path[:]
                 kids = v.children
-                if len(kids) <= len(remaining):
-                    nxt = [c for k, c in kids.items() if remaining.get(k, 0) > 0]
+                if not kids:
+                    continue
+                if len(kids) <= len(rem):
+                    nxt = [c for k, c in kids.items() if rem.get(k)]
                 else:
-                    nxt = [kids[k] for k, n in remaining.items() if n > 0 and k in kids]
-                nxt.sort(key=lambda c: c.tokens)
-                stack.extend((c, wsum + c.tokens) for c in nxt)
-            keys: list[int] = []
-            v = best_end
-            while v is not node:
-                keys.append(v.key)
-                v = v.parent  # type: ignore[assignment]
-            keys.reverse()
-            return keys, best_end
+                    nxt = [kids[k] for k, n in rem.items() if n and k in kids]
+                if len(nxt) > 1:
+                    nxt.sort(key=_tokens)
+                d = depth + 1
+                for c in nxt:
+                    stack.append((c, d, wsum + c.tokens))
+            return [v.key for v in best], (best[-1] if best else top)
 
     def stats(self) -> IndexStats:
         with self._lock:

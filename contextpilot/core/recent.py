@@ -8,8 +8,9 @@ Invariants:
 
 * at most ``capacity`` requests are kept (a ring; the oldest is forgotten);
 * each block key's posting list holds at most ``max_posting`` slots, newest
-  last; entries whose slot was reused are skipped when read and pruned when
-  the posting map grows past ``4 * capacity`` keys;
+  last; entries whose slot was reused are skipped when read, and a sweep
+  once per ``capacity`` additions drops them, so the posting map only holds
+  keys of the last ``2 * capacity`` requests (amortised O(1) per add);
 * keys are stable block keys, so the store never grows with distinct
   blocks beyond those live in the ring.
 
@@ -26,7 +27,7 @@ __all__ = ["RecentRequests"]
 
 
 class RecentRequests:
-    def __init__(self, capacity: int = 4096, max_posting: int = 64) -> None:
+    def __init__(self, capacity: int = 4096, max_posting: int = 16) -> None:
         if capacity < 1 or max_posting < 1:
             raise ValueError("capacity and max_posting must be >= 1")
         self.capacity = capacity
@@ -37,15 +38,19 @@ class RecentRequests:
         self._slots: list[frozenset[int] | None] = [None] * self.capacity
         self._gen = [0] * self.capacity
         self._next = 0
+        self._count = 0
+        self._adds = 0
         self._post: dict[int, deque[tuple[int, int]]] = {}
 
     def __len__(self) -> int:
-        return sum(s is not None for s in self._slots)
+        return self._count
 
     def add(self, keys: Iterable[int]) -> None:
         slot = self._next
         self._next = (slot + 1) % self.capacity
         self._gen[slot] += 1
+        if self._slots[slot] is None:
+            self._count += 1
         ks = frozenset(keys)
         self._slots[slot] = ks
         entry = (slot, self._gen[slot])
@@ -55,10 +60,12 @@ class RecentRequests:
             if q is None:
                 q = post[k] = deque(maxlen=self.max_posting)
             q.append(entry)
-        if len(post) > 4 * self.capacity:
+        self._adds += 1
+        if self._adds >= self.capacity:
             self._prune()
 
     def _prune(self) -> None:
+        self._adds = 0
         gen = self._gen
         for k in list(self._post):
             q = deque((e for e in self._post[k] if gen[e[0]] == e[1]), maxlen=self.max_posting)
