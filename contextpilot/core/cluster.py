@@ -225,15 +225,19 @@ def candidate_edges(
 
 def build_forest(
     sets: Sequence[frozenset[int]],
-    weights: Sequence[float],
+    weights: Sequence[int],
     k: int = 6,
     max_degree: int = 12,
 ) -> Forest:
-    """Greedy max-intersection agglomeration (see module docstring)."""
+    """Greedy max-intersection agglomeration (see module docstring).
+
+    ``weights[b]``: token length of planning id ``b`` (an int)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = len(sets)
-    w = [float(x) for x in weights]
+    w = [int(x) for x in weights]
+    if any(x < 0 for x in w):
+        raise ValueError("weights must be >= 0")
     wa = np.asarray(w, dtype=np.float64)
     inter: list[frozenset[int]] = list(sets)
     left: list[int] = []
@@ -264,47 +268,49 @@ def build_forest(
     return Forest(n, left, right, inter, roots)
 
 
+_SHIFT = 32
+_MASK = (1 << _SHIFT) - 1
+_TOP = 1 << 62
+
+
 def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int) -> int:
     """Greedy merging over one candidate graph; returns merges made.
 
-    Heap entries are ``(-priority, a, b, exact)``. An exact entry's
-    priority is the pair's current intersection weight; an inexact one is
-    an estimate, re-evaluated when popped. Because merging never raises a
-    cluster's overlap with others, popping an exact entry whose clusters
-    are both alive yields the best available merge.
+    Heap entries are ints ``(_TOP - value) << 32 | edge`` (cheap to compare;
+    ties go to the older edge), all holding the exact overlap of two live
+    clusters when pushed (estimates from the candidate search are made exact
+    first). Because merging never raises a cluster's overlap with others,
+    popping an entry whose clusters are both alive yields the best merge.
     """
     rep_sets = [inter[r] for r in reps]
     ea, eb, ev, exact = candidate_edges(rep_sets, wa, k, with_exactness=True)
     if not len(ea):
         return 0
     get_w = w.__getitem__
-    adj: dict[int, dict[int, float]] = {r: {} for r in reps}
-    heap: list[tuple[float, int, int, bool]] = []
+    edge_a: list[int] = []
+    edge_b: list[int] = []
+    adj: dict[int, dict[int, int]] = {r: {} for r in reps}
+    heap: list[int] = []
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]
-        adj[a][b] = v
-        adj[b][a] = v
-        heap.append((-v, a, b, exact))
+        # estimates from long posting lists are lower bounds: make them exact
+        v = int(v) if exact else sum(map(get_w, inter[a] & inter[b]))
+        adj[a][b] = adj[b][a] = v
+        heap.append(((_TOP - v) << _SHIFT) | len(edge_a))
+        edge_a.append(a)
+        edge_b.append(b)
     heapq.heapify(heap)
     pop, push = heapq.heappop, heapq.heappush
     merged = 0
     while heap:
-        negv, a, b, is_exact = pop(heap)
+        e = pop(heap) & _MASK
+        a, b = edge_a[e], edge_b[e]
         if not (alive[a] and alive[b]):
-            continue
-        if not is_exact:
-            v = sum(map(get_w, inter[a] & inter[b]))
-            if v > 0:
-                push(heap, (-v, a, b, True))
-                adj[a][b] = adj[b][a] = v
-            else:
-                del adj[a][b], adj[b][a]
             continue
         c = merge(a, b)
         merged += 1
-        cap = -negv  # = w(I(c)): no pair with c can beat it
         na, nb = adj.pop(a), adj.pop(b)
-        # a pair (c, d) weighs at most min(overlap(a, d), overlap(b, d), w(I(c)))
+        # overlap(c, d) <= min(overlap(a, d), overlap(b, d)): rank by that
         cand = {d: v for d, v in na.items() if d != b}
         for d, v in nb.items():
             if d != a:
@@ -316,12 +322,21 @@ def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int) -> in
             if d != a:
                 del adj[d][b]
         if len(cand) > max_degree:
-            cand = dict(heapq.nlargest(max_degree, cand.items(), key=lambda kv: kv[1]))
-        mine: dict[int, float] = {}
-        for d, v in cand.items():
-            p = v if v < cap else cap
-            mine[d] = p
-            adj[d][c] = p
-            push(heap, (-p, c, d, False))
+            cand = dict(heapq.nlargest(max_degree, cand.items(), key=_second))
+        ic = inter[c]
+        mine: dict[int, int] = {}
+        if ic:
+            for d in cand:
+                v = sum(map(get_w, ic & inter[d]))
+                if v > 0:
+                    mine[d] = v
+                    adj[d][c] = v
+                    push(heap, ((_TOP - v) << _SHIFT) | len(edge_a))
+                    edge_a.append(c)
+                    edge_b.append(d)
         adj[c] = mine
     return merged
+
+
+def _second(kv: tuple[int, int]) -> int:
+    return kv[1]
