@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from contextpilot.core.overlap import overlap_matrix
+
 __all__ = ["Forest", "build_forest", "candidate_edges"]
 
 #: Pairs generated from posting lists per candidate search (memory bound).
@@ -172,6 +174,7 @@ def candidate_edges(
     k: int,
     budget: int = PAIR_BUDGET,
     with_exactness: bool = False,
+    backend: str = "scipy",
 ) -> Any:
     """Up to ``k`` likely best partners per request, with overlap estimates.
 
@@ -182,6 +185,9 @@ def candidate_edges(
     min-hash and by most popular blocks). An estimate sums the weights of
     the blocks that paired the two requests, so it never exceeds the true
     intersection weight.
+
+    ``backend``: ``"scipy"`` or ``"torch"`` for the sparse product (see
+    :mod:`contextpilot.core.overlap`).
 
     Returns ``(a, b, value)`` with ``a < b``, each pair once, plus (with
     ``with_exactness``) whether every value is exact.
@@ -198,10 +204,7 @@ def candidate_edges(
     freq = np.bincount(cols, minlength=n_blocks)
     limit = _full_pair_limit(freq[freq > 0], budget)
     short = freq[cols] <= limit
-    sr, sc = rows[short], cols[short]
-    a = sp.csr_matrix((weights[sc], (sr, sc)), shape=(n, n_blocks))
-    b = sp.csr_matrix((np.ones(len(sc)), (sc, sr)), shape=(n_blocks, n))
-    overlap = (a @ b).tocsr()
+    overlap = overlap_matrix(rows[short], cols[short], weights, n, n_blocks, backend)
     if limit < freq.max():
         long_ = ~short
         lr, lc = rows[long_], cols[long_]
@@ -217,6 +220,7 @@ def candidate_edges(
         overlap = overlap + windowed
     overlap.setdiag(0)
     overlap.eliminate_zeros()
+    overlap.sort_indices()  # ties in the top-k go to the lower id, whatever the backend
     if not overlap.nnz:
         return none
     edges = _top_k_per_row(overlap, k)
@@ -228,6 +232,7 @@ def build_forest(
     weights: Sequence[int],
     k: int = 6,
     max_degree: int = 12,
+    backend: str = "scipy",
 ) -> Forest:
     """Greedy max-intersection agglomeration (see module docstring).
 
@@ -261,7 +266,7 @@ def build_forest(
     reps = list(firsts.values())
 
     for _ in range(MAX_PASSES):
-        if len(reps) < 2 or not _merge_pass(reps, inter, w, wa, alive, merge, k, max_degree):
+        if len(reps) < 2 or not _merge_pass(reps, inter, w, wa, alive, merge, k, max_degree, backend):
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
@@ -273,7 +278,7 @@ _MASK = (1 << _SHIFT) - 1
 _TOP = 1 << 62
 
 
-def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int) -> int:
+def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int, backend: str) -> int:
     """Greedy merging over one candidate graph; returns merges made.
 
     Heap entries are ints ``(_TOP - value) << 32 | edge`` (cheap to compare;
@@ -283,7 +288,7 @@ def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int) -> in
     popping an entry whose clusters are both alive yields the best merge.
     """
     rep_sets = [inter[r] for r in reps]
-    ea, eb, ev, exact = candidate_edges(rep_sets, wa, k, with_exactness=True)
+    ea, eb, ev, exact = candidate_edges(rep_sets, wa, k, with_exactness=True, backend=backend)
     if not len(ea):
         return 0
     get_w = w.__getitem__

@@ -31,6 +31,7 @@ from contextpilot.core.dedup import (
 )
 from contextpilot.core.ids import is_health_check, new_request_id, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
+from contextpilot.core.overlap import resolve_backend
 from contextpilot.core.planner import plan
 from contextpilot.core.prompt import build_messages
 from contextpilot.core.recent import RecentRequests
@@ -41,7 +42,7 @@ log = logging.getLogger("contextpilot")
 
 #: Accepted for drop-in compatibility with the reference's constructor;
 #: they tuned its clustering, which this planner does not use.
-_LEGACY_OPTIONS = {"alpha", "use_gpu", "linkage_method", "batch_size"}
+_LEGACY_OPTIONS = {"alpha", "linkage_method", "batch_size"}
 
 
 @dataclass
@@ -68,7 +69,9 @@ class ContextPilot:
     ``token_counter`` — callable, tokenizer (``encode``) or mapping giving
     block lengths (default: about 4 bytes per token; ids weigh 64);
     ``hint_template`` — multi-turn dedup hint (fields ``{ref}``,
-    ``{preview}``, ``{index}``); the ``max_*`` bounds cap all state.
+    ``{preview}``, ``{index}``); the ``max_*`` bounds cap all state;
+    ``use_gpu`` — compute request overlaps with torch (CUDA if present;
+    needs the ``torch`` extra, never required).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class ContextPilot:
         max_conversations: int = 10_000,
         conversation_ttl: float | None = 3600.0,
         recent_requests: int = 4096,
+        use_gpu: bool = False,
         **legacy: Any,
     ) -> None:
         unknown = set(legacy) - _LEGACY_OPTIONS
@@ -92,6 +96,7 @@ class ContextPilot:
         if legacy:
             log.debug("ignoring reference-only options %s", sorted(legacy))
         self.stateless = stateless
+        self._backend = resolve_backend(use_gpu)
         self._counter = make_token_counter(token_counter)
         self.hint_template = check_hint_template(hint_template) if hint_template else None
         self._lock = threading.RLock()
@@ -141,6 +146,7 @@ class ContextPilot:
             table=BlockTable(self._counter),
             index=self._index if use_state else None,
             recent=self._recent if use_state else None,
+            backend=self._backend,
         )
         rids: list[str] = []
         cached: list[int] = []

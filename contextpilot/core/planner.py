@@ -97,12 +97,14 @@ def plan(
     k: int = 6,
     chunk_size: int = DEFAULT_CHUNK,
     with_keys: bool | None = None,
+    backend: str = "scipy",
 ) -> Plan:
     """Plan already-validated contexts (see ``blocks.validate_contexts``).
 
     ``index``/``recent``: live state to follow (read only here; the caller
     records what was sent). ``with_keys``: also return stable block keys
-    (default: when live state is given). Deterministic for the same inputs
+    (default: when live state is given). ``backend``: ``"scipy"`` or
+    ``"torch"`` for the overlap product. Deterministic for the same inputs
     and state.
     """
     if chunk_size < 1:
@@ -118,7 +120,7 @@ def plan(
     groups: list[list[int]] = []
     shared = 0.0
     for chunk in _chunks(sets, chunk_size, len(items.keys)):
-        forest = build_forest([sets[i] for i in chunk], items.tokens, k=k)
+        forest = build_forest([sets[i] for i in chunk], items.tokens, k=k, backend=backend)
         shared += forest.savings(items.tokens)
         o, s = emitter.emit(forest, [items.requests[i] for i in chunk])
         order.extend(chunk[j] for j in o)
