@@ -36,6 +36,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ PAIR_BUDGET = 4_000_000
 #: Posting lists too long for the budget pair each request with this many
 #: followers in each similarity sort.
 WINDOW = 3
+#: Long posting lists are paired only through each request's rarest blocks.
+RAREST = 12
 #: Rounds of candidate search among the remaining roots.
 MAX_PASSES = 6
 
@@ -75,9 +78,9 @@ class Forest:
 
 
 def _csr(sets: Sequence[frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
+    lengths = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
     rows = np.repeat(np.arange(len(sets), dtype=np.int64), lengths)
-    cols = np.fromiter((b for s in sets for b in s), dtype=np.int64, count=int(lengths.sum()))
+    cols = np.fromiter(chain.from_iterable(sets), dtype=np.int64, count=int(lengths.sum()))
     return rows, cols
 
 
@@ -99,7 +102,7 @@ def _posting_pairs(
     """Pairs (a, b, block) from posting lists sorted by ``key``: every pair
     in lists of length <= ``limit``, neighbours within ``WINDOW`` in longer
     ones. Work is proportional to the pairs produced."""
-    order = np.lexsort((key[rows], cols))
+    order = np.argsort(cols * (int(key.max(initial=0)) + 1) + key[rows], kind="stable")
     r, c = rows[order], cols[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     lens = np.diff(np.r_[starts, len(c)])
@@ -121,6 +124,18 @@ def _posting_pairs(
     return np.concatenate(pa), np.concatenate(pb), np.concatenate(pc)
 
 
+def _rarest(rows: np.ndarray, cols: np.ndarray, freq: np.ndarray, r: int) -> np.ndarray:
+    """Mask of each request's ``r`` rarest blocks (the most telling ones)."""
+    nb = len(freq)
+    o = np.argsort(rows * (int(freq.max(initial=0)) + 1) * nb + freq[cols] * nb + cols, kind="stable")
+    ro = rows[o]
+    first = np.flatnonzero(np.r_[True, ro[1:] != ro[:-1]])
+    rank = np.arange(len(o)) - np.repeat(first, np.diff(np.r_[first, len(o)]))
+    mask = np.zeros(len(rows), dtype=bool)
+    mask[o[rank < r]] = True
+    return mask
+
+
 def _min_hash_key(rows: np.ndarray, cols: np.ndarray, n: int, n_blocks: int, seed: int) -> np.ndarray:
     """Rank of each request in a sort by two min-hashes of its blocks:
     requests with a high Jaccard overlap tend to share both."""
@@ -139,15 +154,20 @@ def _min_hash_key(rows: np.ndarray, cols: np.ndarray, n: int, n_blocks: int, see
 
 def _popular_key(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -> np.ndarray:
     """Rank of each request in a sort by its three most frequent blocks."""
-    o = np.lexsort((cols, -freq[cols], rows))
-    r, c = rows[o], cols[o]
+    nb = len(freq)
+    brank = np.empty(nb, dtype=np.int64)
+    brank[np.lexsort((np.arange(nb), -freq))] = np.arange(nb)  # 0 = most frequent
+    o = np.argsort(rows * nb + brank[cols], kind="stable")
+    r, c = rows[o], brank[cols[o]]
     first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
     lens = np.diff(np.r_[first, len(r)])
-    top = np.full((n, 3), -1, dtype=np.int64)
-    for j in range(3):
+    key = np.zeros(n, dtype=np.int64)
+    for j in range(3):  # base nb+1 digits; a missing block sorts first
+        digit = np.zeros(n, dtype=np.int64)
         has = lens > j
-        top[r[first[has]], j] = c[first[has] + j]
-    order = np.lexsort((top[:, 2], top[:, 1], top[:, 0]))
+        digit[r[first[has]]] = c[first[has] + j] + 1
+        key = key * (nb + 1) + digit if (nb + 1) ** 3 < 2**62 else np.maximum(key, digit)
+    order = np.argsort(key, kind="stable")
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     return rank
@@ -183,8 +203,8 @@ def candidate_edges(
     (exact overlaps on small batches). Blocks with longer lists pair each
     request only with its ``WINDOW`` followers in two similarity sorts (by
     min-hash and by most popular blocks). An estimate sums the weights of
-    the blocks that paired the two requests, so it never exceeds the true
-    intersection weight.
+    the blocks that paired the two requests (exact when every list was
+    paired exhaustively; otherwise only a ranking hint).
 
     ``backend``: ``"scipy"`` or ``"torch"`` for the sparse product (see
     :mod:`contextpilot.core.overlap`).
@@ -206,18 +226,18 @@ def candidate_edges(
     short = freq[cols] <= limit
     overlap = overlap_matrix(rows[short], cols[short], weights, n, n_blocks, backend)
     if limit < freq.max():
-        long_ = ~short
+        long_ = ~short & _rarest(rows, cols, freq, RAREST)
         lr, lc = rows[long_], cols[long_]
-        windowed: sp.csr_matrix | None = None
+        pa, pb, pw = [], [], []
         for key in (_min_hash_key(rows, cols, n, n_blocks, 0), _popular_key(rows, cols, n, freq)):
-            pa, pb, pc = _posting_pairs(lr, lc, key, 0)
-            pw = weights[pc]
-            win = sp.csr_matrix(
-                (np.r_[pw, pw], (np.r_[pa, pb], np.r_[pb, pa])), shape=(n, n)
-            )
-            # both sorts may find the same block for a pair: count it once
-            windowed = win if windowed is None else windowed.maximum(win)
-        overlap = overlap + windowed
+            a_, b_, c_ = _posting_pairs(lr, lc, key, 0)
+            pa += [a_, b_]
+            pb += [b_, a_]
+            pw += [weights[c_]] * 2
+        # a block both sorts found counts twice: these estimates only rank
+        # candidates (the planner makes kept ones exact)
+        ia, ib = np.concatenate(pa), np.concatenate(pb)
+        overlap = overlap + sp.csr_matrix((np.concatenate(pw), (ia, ib)), shape=(n, n))
     overlap.setdiag(0)
     overlap.eliminate_zeros()
     overlap.sort_indices()  # ties in the top-k go to the lower id, whatever the backend
@@ -281,65 +301,67 @@ _TOP = 1 << 62
 def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int, backend: str) -> int:
     """Greedy merging over one candidate graph; returns merges made.
 
-    Heap entries are ints ``(_TOP - value) << 32 | edge`` (cheap to compare;
-    ties go to the older edge), all holding the exact overlap of two live
-    clusters when pushed (estimates from the candidate search are made exact
-    first). Because merging never raises a cluster's overlap with others,
-    popping an entry whose clusters are both alive yields the best merge.
+    ``adj[x][y]`` is the exact overlap of live clusters x and y. A heap
+    holds one entry per cluster, keyed by its best overlap when pushed (ints
+    ``(_TOP - value) << 32 | cluster``: cheap to compare, ties to the lower
+    id). Overlaps only shrink as clusters merge, so a popped entry is at
+    least its cluster's true best: stale entries are re-keyed, and a
+    current one is the best merge available.
     """
     rep_sets = [inter[r] for r in reps]
     ea, eb, ev, exact = candidate_edges(rep_sets, wa, k, with_exactness=True, backend=backend)
     if not len(ea):
         return 0
     get_w = w.__getitem__
-    edge_a: list[int] = []
-    edge_b: list[int] = []
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
-    heap: list[int] = []
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]
         # estimates from long posting lists are lower bounds: make them exact
         v = int(v) if exact else sum(map(get_w, inter[a] & inter[b]))
-        adj[a][b] = adj[b][a] = v
-        heap.append(((_TOP - v) << _SHIFT) | len(edge_a))
-        edge_a.append(a)
-        edge_b.append(b)
+        if v > 0:
+            adj[a][b] = adj[b][a] = v
+    heap = [((_TOP - max(nb.values())) << _SHIFT) | x for x, nb in adj.items() if nb]
     heapq.heapify(heap)
     pop, push = heapq.heappop, heapq.heappush
     merged = 0
     while heap:
-        e = pop(heap) & _MASK
-        a, b = edge_a[e], edge_b[e]
-        if not (alive[a] and alive[b]):
+        key = pop(heap)
+        x = key & _MASK
+        nbrs = adj.get(x)
+        if not nbrs:
+            continue  # merged away, or nothing left to pair with
+        y = max(nbrs, key=nbrs.__getitem__)
+        v = nbrs[y]
+        if (((_TOP - v) << _SHIFT) | x) != key:
+            push(heap, ((_TOP - v) << _SHIFT) | x)  # its best shrank: re-key
             continue
-        c = merge(a, b)
+        c = merge(x, y)
         merged += 1
-        na, nb = adj.pop(a), adj.pop(b)
-        # overlap(c, d) <= min(overlap(a, d), overlap(b, d)): rank by that
-        cand = {d: v for d, v in na.items() if d != b}
-        for d, v in nb.items():
-            if d != a:
-                cand[d] = min(cand[d], v) if d in cand else v
+        na, nb = adj.pop(x), adj.pop(y)
+        # overlap(c, d) <= min(overlap(x, d), overlap(y, d)): rank by that
+        cand = {d: u for d, u in na.items() if d != y}
+        for d, u in nb.items():
+            if d != x:
+                cand[d] = min(cand[d], u) if d in cand else u
         for d in na:
-            if d != b:
-                del adj[d][a]
+            if d != y:
+                del adj[d][x]
         for d in nb:
-            if d != a:
-                del adj[d][b]
+            if d != x:
+                del adj[d][y]
         if len(cand) > max_degree:
             cand = dict(heapq.nlargest(max_degree, cand.items(), key=_second))
         ic = inter[c]
         mine: dict[int, int] = {}
         if ic:
             for d in cand:
-                v = sum(map(get_w, ic & inter[d]))
-                if v > 0:
-                    mine[d] = v
-                    adj[d][c] = v
-                    push(heap, ((_TOP - v) << _SHIFT) | len(edge_a))
-                    edge_a.append(c)
-                    edge_b.append(d)
+                u = sum(map(get_w, ic & inter[d]))
+                if u > 0:
+                    mine[d] = u
+                    adj[d][c] = u
         adj[c] = mine
+        if mine:
+            push(heap, ((_TOP - max(mine.values())) << _SHIFT) | c)
     return merged
 
 

@@ -164,7 +164,7 @@ class ContextPilot:
             groups=p.groups,
             mode=mode,
             cached_tokens=cached,
-            total_tokens=sum(sum(t) for t in p.tokens),
+            total_tokens=p.total_tokens,
             planning_seconds=time.perf_counter() - t0,
         )
 
