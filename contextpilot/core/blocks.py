@@ -205,8 +205,8 @@ class BlockTable:
         out = []
         for ctx in contexts:
             row = [get(b) for b in ctx]
-            if None in row:  # new blocks: take the slow path for this row
-                row = [self.intern(b) for b in ctx]
+            if None in row:  # intern the new blocks (a block may repeat in a row)
+                row = [self.intern(b) if i is None else i for i, b in zip(row, ctx)]
             out.append(row)
         return out
 
