@@ -120,6 +120,11 @@ class ContextPilot:
         for compatibility and do not change the plan (a shared system prompt
         shifts every prompt alike).
         """
+        if isinstance(initial_tokens_per_context, bool) or not isinstance(initial_tokens_per_context, int) \
+                or initial_tokens_per_context < 0:
+            raise ValueError("initial_tokens_per_context must be an int >= 0")
+        if conversation_id is not None and not isinstance(conversation_id, str):
+            raise ValueError("conversation_id must be a string or None")
         r = self.reorder_detailed(contexts)
         return r.reordered, r.order
 
