@@ -13,7 +13,10 @@ def test_stable_key_is_stable_across_processes():
     code = "from contextpilot.core.blocks import stable_key; print(stable_key('hello'), stable_key(7))"
     outs = {
         subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
             env={"PYTHONHASHSEED": seed},
         ).stdout
         for seed in ("1", "2")

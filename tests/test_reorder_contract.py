@@ -14,7 +14,8 @@ from contextpilot import ContextPilot
 ints = st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=8), min_size=1, max_size=12)
 strs = st.lists(
     st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta", "", "ω", "a\nb"]), min_size=1, max_size=6),
-    min_size=1, max_size=10,
+    min_size=1,
+    max_size=10,
 )
 
 

@@ -1,69 +1,240 @@
-"""``python -m contextpilot.bench``: simulated hit ratio before/after planning.
+"""``python -m contextpilot.bench`` (or ``contextpilot bench``).
 
-Runs a built-in synthetic RAG batch, and the LoCoMo workloads when the data
-is found (``--data``, ``$CONTEXTPILOT_LOCOMO`` or ``../shared/data``), in
-batch and online replay, at unbounded / 64x / 16x-the-mean-prompt caches.
+Simulated prefix-cache hit ratio of each planning method on each workload
+(batch and online replay) at unbounded / 64x / 16x-the-mean-prompt caches,
+with bounds and the exact-oracle gap; optionally the scale series and a
+real-engine replay. Prints tables, writes ``results.json`` and PNG plots
+to ``--out``. LoCoMo is used when found (``--data``,
+``$CONTEXTPILOT_LOCOMO`` or ``../shared/data/locomo10.json``).
+
+Examples::
+
+    python -m contextpilot.bench                       # tables + plots
+    python -m contextpilot.bench --quick               # CI smoke run, < 1 min
+    python -m contextpilot.bench --scale               # + 1k..1M scale series
+    python -m contextpilot.bench --engine llama-server # + real llama-server replay
+    python -m contextpilot.bench --engine-url http://gpu-box:8000 --engine-model my-model
+    python -m contextpilot.bench --external "ref=/venv/bin/python scripts/reference_planner.py"
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
+from contextpilot.bench import report
 from contextpilot.bench import workloads as W
-from contextpilot.bench.runner import capacities, run_batch, run_online, workload_bounds
+from contextpilot.bench.methods import External, ours_batch
+from contextpilot.bench.progress import Progress
+from contextpilot.bench.runner import CACHES, capacities, oracle_gap, run_batch, run_online, workload_bounds
 
 log = logging.getLogger("contextpilot.bench")
 
-
-def _table(rows, labels) -> str:
-    caps = "".join(f"{lab:>8}" for lab in labels)
-    head = f"{'workload':<16}{'method':<14}{'mode':<8}{caps}{'plan':>12}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        cells = "".join(f"{r.hit.get(lab, float('nan')):>8.3f}" for lab in labels)
-        if r.mode == "online":
-            t = f"{r.latency_ms['mean']:.2f}ms/req"
-        else:
-            t = f"{r.plan_seconds:.3f}s"
-        lines.append(f"{r.workload:<16}{r.method:<14}{r.mode:<8}{cells}{t:>12}")
-    return "\n".join(lines)
+SYNTHETIC_KEYS = {
+    "blocks_per_request": int,
+    "n_docs": int,
+    "n_topics": int,
+    "topic_size": int,
+    "zipf": float,
+    "noise": float,
+    "shuffle": float,
+    "seed": int,
+}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m contextpilot.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, < 1 minute)")
+def _capacities(spec: str) -> list[float | None]:
+    out: list[float | None] = []
+    for part in spec.split(","):
+        part = part.strip().lower().rstrip("x")
+        if part in ("inf", "∞", "none"):
+            out.append(None)
+            continue
+        try:
+            v = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"capacity {part!r}: use 'inf' or a multiple like 16") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError("capacity multiples must be > 0")
+        out.append(v)
+    return out
+
+
+def _synthetic_params(items: list[str]) -> dict:
+    params: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SYNTHETIC_KEYS:
+            raise SystemExit(f"--synthetic {item!r}: use KEY=VALUE with KEY in {sorted(SYNTHETIC_KEYS)}")
+        params[key] = SYNTHETIC_KEYS[key](value)
+    return params
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m contextpilot.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--quick", action="store_true", help="small sizes, offline, < 1 minute (CI)")
+    ap.add_argument("--out", default="bench-results", help="folder for results.json and plots")
     ap.add_argument("--data", help="path to locomo10.json")
-    ap.add_argument("--no-locomo", action="store_true", help="skip the LoCoMo workloads")
-    ap.add_argument("--requests", type=int, default=None, help="synthetic batch size (default 2000)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap.add_argument("--no-locomo", action="store_true", help="synthetic workload only")
+    ap.add_argument("--requests", type=int, help="synthetic batch size (default 2000; quick 400)")
+    ap.add_argument(
+        "--synthetic",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"synthetic generator parameters: {', '.join(SYNTHETIC_KEYS)}",
+    )
+    ap.add_argument(
+        "--capacities",
+        type=_capacities,
+        default=[None, 64, 16],
+        help="cache sizes as multiples of the mean prompt, e.g. inf,64,16",
+    )
+    ap.add_argument(
+        "--cache",
+        choices=("radix", "paged", "both"),
+        default="both",
+        help="cache model: radix (SGLang-like), paged (vLLM-like 16-token blocks)",
+    )
+    ap.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another planner speaking the JSON protocol (repeatable)",
+    )
+    ap.add_argument("--oracle-trials", type=int, default=None, help="small batches for the oracle gap")
+    ap.add_argument("--no-online", action="store_true", help="skip online replay")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--scale", action="store_true", help="run the scale series")
+    ap.add_argument("--scale-sizes", help="comma-separated request counts (default 1k..1M; quick 1k..10k)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="planning processes for the scale series (default: all CPUs)",
+    )
+    ap.add_argument("--engine", choices=("llama-server",), help="replay on a managed llama-server")
+    ap.add_argument("--engine-url", help="replay on an OpenAI-compatible engine at this URL")
+    ap.add_argument("--engine-model", help="model name sent to --engine-url")
+    ap.add_argument("--engine-requests", type=int, default=60)
+    ap.add_argument("--engine-block-bytes", type=int, default=200, help="cut each block to this many bytes")
+    ap.add_argument(
+        "--engine-size", default="512x8", help="tiny model size(s) for llama-server, WIDTHxLAYERS[,...]"
+    )
+    ap.add_argument("--engine-runs", type=int, default=2, help="replays of each order (alternating)")
+    ap.add_argument("--build", action="store_true", help="build llama-server if not cached (~7 min)")
+    return ap.parse_args(argv)
 
-    n_syn = args.requests or (400 if args.quick else 2000)
-    wls = [W.synthetic_rag(n_syn, seed=0)]
+
+def _workloads(args: argparse.Namespace) -> list[W.Workload]:
+    params = _synthetic_params(args.synthetic)
+    n = args.requests or (400 if args.quick else 2000)
+    wls = [W.synthetic_rag(n, **params)]
     if not args.no_locomo:
         path = args.data or W.default_locomo_path()
         if path is None:
-            log.info("LoCoMo data not found (pass --data or set CONTEXTPILOT_LOCOMO); synthetic only")
+            log.info("LoCoMo data not found (pass --data or set CONTEXTPILOT_LOCOMO): synthetic only")
         else:
             for make in (W.locomo_mem, W.locomo_chunks):
                 wl = make(path)
                 wls.append(wl.subset(300) if args.quick else wl)
-    labels = None
-    for wl in wls:
-        caps = capacities(wl)
+    return wls
+
+
+def run_simulated(args: argparse.Namespace, externals: list[External]) -> list[dict]:
+    caches = CACHES if args.cache == "both" else (args.cache,)
+    trials = args.oracle_trials if args.oracle_trials is not None else (8 if args.quick else 25)
+    out = []
+    for wl in _workloads(args):
+        caps = capacities(wl, args.capacities)
         labels = [lab for lab, _ in caps]
-        rows = [run_batch(wl, m, caps) for m in ("retrieval", "frequency", "contextpilot")]
-        rows.append(run_online(wl, caps))
-        b = workload_bounds(wl)
+        methods: list = ["retrieval", "frequency", "contextpilot", *externals]
+        steps = len(methods) + (0 if args.no_online else 1 + len(externals))
+        rows = []
+        with Progress(steps, f"{wl.name}") as bar:
+            for m in methods:
+                rows += run_batch(wl, m, caps, caches)
+                bar.update()
+            if not args.no_online:
+                rows += run_online(wl, caps, caches)
+                bar.update()
+                for ext in externals:
+                    rows += run_online(wl, caps, caches, external=ext)
+                    bar.update()
+        bounds = workload_bounds(wl)
+        gap = oracle_gap(wl, ours_batch, trials=trials)
         print(f"\n{wl.name}: {len(wl)} requests — {wl.description}")
-        print(_table(rows, labels))
-        print(f"bounds: fixed-order trie (as retrieved) {b['trie_bound_as_given']:.3f}, "
-              f"dedup ceiling {b['dedup_ceiling']:.3f}")
-    print("\nhit ratio = prompt tokens found in the simulated prefix cache / all prompt tokens;"
-          " columns: cache capacity (inf, or x the mean prompt)")
+        print(report.table(rows, labels))
+        print(
+            f"bounds: fixed-order trie as retrieved {bounds['trie_bound_as_given']:.3f}, "
+            f"dedup ceiling {bounds['dedup_ceiling']:.3f}; oracle: {gap['ratio']:.1%} of the optimum "
+            f"on {gap['trials']} small batches (worst {gap['worst']:.1%})"
+        )
+        out.append(
+            {
+                "name": wl.name,
+                "requests": len(wl),
+                "description": wl.description,
+                "capacities": {lab: c for lab, c in caps},
+                "bounds": bounds,
+                "oracle_gap": gap,
+                "rows": [r.to_dict() for r in rows],
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    out_dir = Path(args.out)
+    try:
+        externals = [External.parse(s) for s in args.external]
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    results: dict = {
+        "command": "python -m contextpilot.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": report.machine(),
+    }
+    results["workloads"] = run_simulated(args, externals)
+    if args.scale:
+        from contextpilot.bench.scale import FULL_SIZES, QUICK_SIZES, series
+
+        sizes = (
+            [int(float(s)) for s in args.scale_sizes.split(",")]
+            if args.scale_sizes
+            else (QUICK_SIZES if args.quick else FULL_SIZES)
+        )
+        with Progress(len(sizes), "scale series", after=0) as bar:
+            results["scale"] = series(sizes, args.workers, bar)
+        print("\nscale series (synthetic, 20 blocks per request)")
+        print(report.scale_table(results["scale"]))
+    if args.engine or args.engine_url:
+        from contextpilot.bench.real_engine import run_engine
+
+        results["engine"] = run_engine(args, externals)
+    report.write_json(out_dir / "results.json", results)
+    written = [out_dir / "results.json"]
+    if not args.no_plots:
+        for cache in ("radix", "paged"):
+            if any(r["cache"] == cache for wl in results["workloads"] for r in wl["rows"]):
+                p = report.plot_hits(out_dir / f"hit_ratio_{cache}.png", results["workloads"], cache)
+                written += [p] if p else []
+        if "scale" in results:
+            p = report.plot_scale(out_dir / "scale.png", results["scale"])
+            written += [p] if p else []
+    print(
+        "\nhit ratio = prompt tokens found in the simulated prefix cache / all prompt tokens; "
+        "capacity = multiple of the mean prompt"
+    )
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 

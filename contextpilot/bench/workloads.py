@@ -119,7 +119,10 @@ def locomo_mem(path: str | Path | None = None, k: int = 20) -> Workload:
         return list(dict.fromkeys(out))
 
     return _retrieve(
-        "locomo-mem", _load(path), memories, k,
+        "locomo-mem",
+        _load(path),
+        memories,
+        k,
         f"LoCoMo: per-session observation facts, BM25 top-{k} per question",
     )
 
@@ -129,15 +132,14 @@ def locomo_chunks(path: str | Path | None = None, k: int = 10, turns: int = 8) -
 
     def chunks(sample: dict) -> list[str]:
         conv = sample["conversation"]
-        lines = [
-            f"{t['speaker']}: {t['text']}" for s in _sessions(conv) for t in conv[s]
-        ]
-        return list(dict.fromkeys(
-            "\n".join(lines[i : i + turns]) for i in range(0, len(lines), turns)
-        ))
+        lines = [f"{t['speaker']}: {t['text']}" for s in _sessions(conv) for t in conv[s]]
+        return list(dict.fromkeys("\n".join(lines[i : i + turns]) for i in range(0, len(lines), turns)))
 
     return _retrieve(
-        "locomo-chunks", _load(path), chunks, k,
+        "locomo-chunks",
+        _load(path),
+        chunks,
+        k,
         f"LoCoMo: chunks of {turns} dialogue turns, BM25 top-{k} per question",
     )
 

@@ -82,9 +82,7 @@ def make_token_counter(counter: Any = None) -> TokenCounter:
         return by_mapping
     if callable(counter):
         return counter
-    raise ValueError(
-        "token_counter must be None, a callable, a tokenizer with encode(), or a mapping"
-    )
+    raise ValueError("token_counter must be None, a callable, a tokenizer with encode(), or a mapping")
 
 
 def stable_key(block: Block) -> int:
@@ -190,9 +188,7 @@ class BlockTable:
         if i is None:
             n = self._count_tokens(block)
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-                raise ValueError(
-                    f"token counter returned {n!r} for block {block!r}; expected an int >= 0"
-                )
+                raise ValueError(f"token counter returned {n!r} for block {block!r}; expected an int >= 0")
             i = len(self._blocks)
             self._ids[block] = i
             self._blocks.append(block)

@@ -91,9 +91,7 @@ class Emitter:
             out.extend(ranked)
         return out, cursor
 
-    def emit(
-        self, forest: Forest, reqs: Sequence[list[int]]
-    ) -> tuple[list[int], list[list[int]]]:
+    def emit(self, forest: Forest, reqs: Sequence[list[int]]) -> tuple[list[int], list[list[int]]]:
         """Schedule (indices into ``reqs``, the forest's leaves' pids) and
         each scheduled request's pids."""
         n = forest.n_leaves

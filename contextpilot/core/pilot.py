@@ -120,8 +120,11 @@ class ContextPilot:
         for compatibility and do not change the plan (a shared system prompt
         shifts every prompt alike).
         """
-        if isinstance(initial_tokens_per_context, bool) or not isinstance(initial_tokens_per_context, int) \
-                or initial_tokens_per_context < 0:
+        if (
+            isinstance(initial_tokens_per_context, bool)
+            or not isinstance(initial_tokens_per_context, int)
+            or initial_tokens_per_context < 0
+        ):
             raise ValueError("initial_tokens_per_context must be an int >= 0")
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise ValueError("conversation_id must be a string or None")
@@ -137,9 +140,7 @@ class ContextPilot:
         with self._lock:
             return self._reorder(ctxs, use_state)
 
-    def _reorder(
-        self, ctxs: list[list[Block]], use_state: bool, record: bool = True
-    ) -> ReorderResult:
+    def _reorder(self, ctxs: list[list[Block]], use_state: bool, record: bool = True) -> ReorderResult:
         t0 = time.perf_counter()
         self._index.expire()
         if use_state:
@@ -199,9 +200,7 @@ class ContextPilot:
             if docs:
                 ordered = self._reorder([docs], not self.stateless, record=False).reordered[0]
             if conversation_id is not None:
-                res = deduplicate_turn(
-                    self._conversations, [ordered], conversation_id, self.hint_template
-                )[0]
+                res = deduplicate_turn(self._conversations, [ordered], conversation_id, self.hint_template)[0]
                 hints = dict(zip(res.hinted_positions, res.reference_hints))
             if docs and not self.stateless:
                 # the index learns what is really sent: hints replace repeats

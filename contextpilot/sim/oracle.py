@@ -32,8 +32,7 @@ def _solve(sets: Sequence[Sequence[int]], weights: Sequence[float]):
     n = len(sets)
     if n > MAX_ORACLE_REQUESTS or any(len(s) > MAX_ORACLE_BLOCKS for s in sets):
         raise ValueError(
-            f"oracle handles at most {MAX_ORACLE_REQUESTS} requests of "
-            f"{MAX_ORACLE_BLOCKS} blocks"
+            f"oracle handles at most {MAX_ORACLE_REQUESTS} requests of {MAX_ORACLE_BLOCKS} blocks"
         )
     fs = [frozenset(s) for s in sets]
     if any(len(f) != len(s) for f, s in zip(fs, sets)):

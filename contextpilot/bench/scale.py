@@ -1,0 +1,108 @@
+"""Scale series: planning time and peak memory against batch size.
+
+Each size runs in a fresh child process (``python -m
+contextpilot.bench.scale N WORKERS``) so its peak RSS is its own: the
+process builds a synthetic batch (20 blocks per request, universe growing
+with the batch so density stays constant), then plans it; the peak counts
+the parent and any planning workers it spawned, sampled every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+__all__ = ["fit_exponent", "measure", "series"]
+
+FULL_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
+QUICK_SIZES = (1_000, 3_000, 10_000)
+
+
+def _rss_tree(pid: int) -> int:
+    """RSS in bytes of a process and its descendants (Linux /proc)."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def _child(n: int, workers: int) -> dict:
+    from contextpilot.bench.workloads import synthetic_rag
+    from contextpilot.core.planner import plan
+
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_tree(os.getpid()))
+            time.sleep(0.1)
+
+    threading.Thread(target=sample, daemon=True).start()
+    wl = synthetic_rag(n, n_docs=max(20_000, n // 2), n_topics=max(200, n // 50), topic_size=60, seed=0)
+    t0 = time.perf_counter()
+    p = plan(wl.contexts, token_counter=wl.token_counter, workers=workers)
+    seconds = time.perf_counter() - t0
+    stop.set()
+    peak[0] = max(peak[0], _rss_tree(os.getpid()))
+    total = p.total_tokens
+    return {
+        "requests": n,
+        "workers": workers,
+        "plan_seconds": seconds,
+        "peak_rss_bytes": peak[0],
+        "shared_fraction": p.shared_tokens / total if total else 0.0,
+    }
+
+
+def measure(n: int, workers: int = 1, timeout: float = 3600) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "contextpilot.bench.scale", str(n), str(workers)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fit_exponent(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of log(time) against log(size)."""
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(t) for _, t in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else float("nan")
+
+
+def series(sizes: Sequence[int], workers: int = 1, progress=None) -> dict:
+    rows = []
+    for n in sizes:
+        rows.append(measure(n, workers))
+        if progress is not None:
+            progress.update()
+    fit = [(r["requests"], r["plan_seconds"]) for r in rows if r["requests"] >= 10_000] or [
+        (r["requests"], r["plan_seconds"]) for r in rows
+    ]
+    return {"rows": rows, "exponent": fit_exponent(fit) if len(fit) > 1 else float("nan")}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1)))

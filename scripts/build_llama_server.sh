@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build llama.cpp's llama-server from the source shipped in the llama-cpp-python
+# sdist on PyPI, into a cache folder reused on later runs.
+#
+#   scripts/build_llama_server.sh            # prints the binary's path
+#   CONTEXTPILOT_CACHE=/some/dir scripts/build_llama_server.sh
+#
+# Needs: python3 with pip, cmake, a C++ compiler. About 7 minutes on 2 cores.
+set -euo pipefail
+
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+CACHE="${CONTEXTPILOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/contextpilot}"
+DEST="$CACHE/llama.cpp-$VERSION"
+BIN="$DEST/build/bin/llama-server"
+
+if [ -x "$BIN" ]; then
+  echo "$BIN"
+  exit 0
+fi
+
+mkdir -p "$CACHE"
+work="$(mktemp -d "$CACHE/build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+echo "downloading llama-cpp-python $VERSION sdist ..." >&2
+# straight from PyPI's JSON API (pip download would build the sdist's
+# build backend just to read its metadata); the sha256 is checked
+python3 - "$VERSION" "$work/sdist.tar.gz" <<'PY'
+import hashlib, json, sys, urllib.request
+version, out = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(
+    "https://pypi.org/simple/llama-cpp-python/",
+    headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+)
+with urllib.request.urlopen(req, timeout=60) as r:
+    files = json.load(r)["files"]
+name = f"llama_cpp_python-{version}.tar.gz"
+sdist = next((f for f in files if f["filename"] == name), None)
+if sdist is None:
+    sys.exit(f"{name} not found on PyPI")
+with urllib.request.urlopen(sdist["url"], timeout=600) as r, open(out, "wb") as f:
+    while chunk := r.read(1 << 20):
+        f.write(chunk)
+digest = hashlib.sha256(open(out, "rb").read()).hexdigest()
+if digest != sdist["hashes"]["sha256"]:
+    sys.exit(f"sha256 mismatch for {sdist['url']}")
+PY
+tar -xzf "$work/sdist.tar.gz" -C "$work"
+src="$work/llama_cpp_python-$VERSION/vendor/llama.cpp"
+[ -f "$src/CMakeLists.txt" ] || { echo "no llama.cpp source in the sdist" >&2; exit 1; }
+
+echo "building llama-server (several minutes) ..." >&2
+cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+  -DBUILD_SHARED_LIBS=OFF >&2
+cmake --build "$src/build" --target llama-server -j "${JOBS:-2}" >&2
+
+# move into place atomically: a half-built tree never looks finished
+rm -rf "$DEST.tmp"
+mkdir -p "$DEST.tmp/build"
+cp -r "$src/build/bin" "$DEST.tmp/build/"
+rm -rf "$DEST"
+mv "$DEST.tmp" "$DEST"
+echo "$BIN"

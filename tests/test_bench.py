@@ -1,0 +1,122 @@
+"""The benchmark CLI end to end (small sizes), its protocol and helpers."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import textwrap
+
+import pytest
+
+from contextpilot.bench.__main__ import _capacities, main
+from contextpilot.bench.methods import External
+from contextpilot.bench.progress import Progress
+from contextpilot.bench.scale import fit_exponent, measure
+from contextpilot.cli import main as cli_main
+
+REVERSE = textwrap.dedent(
+    """
+    import json, sys
+    req = json.load(sys.stdin)
+    ctxs = req["contexts"]
+    if req["mode"] == "online":
+        order = list(range(len(ctxs)))
+    else:
+        order = list(reversed(range(len(ctxs))))
+    json.dump({"order": order, "contexts": [list(reversed(ctxs[i])) for i in order]}, sys.stdout)
+    """
+)
+
+
+@pytest.fixture()
+def reverse_planner(tmp_path):
+    script = tmp_path / "reverse.py"
+    script.write_text(REVERSE)
+    return f"{sys.executable} {script}"
+
+
+def test_quick_run_writes_results_and_compares_externals(tmp_path, reverse_planner, capsys):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "--quick",
+            "--no-locomo",
+            "--out",
+            str(out),
+            "--external",
+            f"rev={reverse_planner}",
+            "--oracle-trials",
+            "4",
+        ]
+    )
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    (wl,) = res["workloads"]
+    assert wl["name"] == "synthetic" and wl["requests"] == 400
+    keys = {(r["method"], r["mode"], r["cache"]) for r in wl["rows"]}
+    for m in ("retrieval", "frequency", "contextpilot", "rev"):
+        for cache in ("radix", "paged"):
+            assert (m, "batch", cache) in keys
+    assert ("contextpilot", "online", "radix") in keys and ("rev", "online", "paged") in keys
+    hit = {(r["method"], r["mode"], r["cache"]): r["hit"] for r in wl["rows"]}
+    for label in ("inf", "64x", "16x"):
+        assert hit[("contextpilot", "batch", "radix")][label] > hit[("retrieval", "batch", "radix")][label]
+        assert hit[("contextpilot", "batch", "radix")][label] >= hit[("rev", "batch", "radix")][label]
+    assert wl["oracle_gap"]["trials"] == 4 and 0 < wl["oracle_gap"]["ratio"] <= 1
+    assert set(wl["bounds"]) == {"trie_bound_as_given", "dedup_ceiling"}
+    assert res["machine"]["cpus"] >= 1
+    printed = capsys.readouterr().out
+    assert "contextpilot" in printed and "oracle" in printed and "results.json" in printed
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (out / "hit_ratio_radix.png").stat().st_size > 1000
+
+
+def test_external_failures_are_reported(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys; sys.exit(3)")
+    ext = External("bad", f"{sys.executable} {bad}")
+    with pytest.raises(RuntimeError, match="bad.*failed"):
+        ext([[1, 2]])
+    junk = tmp_path / "junk.py"
+    junk.write_text("print('not json')")
+    with pytest.raises(RuntimeError, match="no valid JSON"):
+        External("junk", f"{sys.executable} {junk}")([[1]])
+    with pytest.raises(ValueError):
+        External.parse("no-equals-sign")
+
+
+def test_capacity_parsing():
+    assert _capacities("inf,64x,16") == [None, 64.0, 16.0]
+    for bad in ("zero", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _capacities(bad)
+
+
+def test_scale_measure_and_fit():
+    r = measure(1000)
+    assert r["requests"] == 1000 and r["plan_seconds"] > 0 and r["peak_rss_bytes"] > 10 * 2**20
+    assert 0 < r["shared_fraction"] < 1
+    assert fit_exponent([(10, 1.0), (100, 10.0), (1000, 100.0)]) == pytest.approx(1.0)
+    assert fit_exponent([(10, 1.0), (100, 100.0)]) == pytest.approx(2.0)
+
+
+def test_progress_prints_lines_when_not_a_terminal():
+    buf = io.StringIO()
+    with Progress(10, "job", after=0, stream=buf) as p:
+        for _ in range(10):
+            p.update()
+    lines = buf.getvalue().splitlines()
+    assert lines[-1].startswith("job: 10/10") and 2 <= len(lines) <= 11
+
+
+def test_cli_entry_point(capsys):
+    assert cli_main(["--help"]) == 0
+    assert cli_main(["nope"]) == 2
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--help"])
+    assert "--engine-url" in capsys.readouterr().out
