@@ -1,10 +1,13 @@
-"""``contextpilot`` command line: ``contextpilot bench [...]``."""
+"""``contextpilot`` command line: ``contextpilot bench|serve [...]``."""
 
 from __future__ import annotations
 
 import sys
 
-USAGE = "usage: contextpilot bench [options]   (see: contextpilot bench --help)"
+USAGE = (
+    "usage: contextpilot bench [options]   benchmark (see: contextpilot bench --help)\n"
+    "       contextpilot serve [options]   HTTP server (see: contextpilot serve --help)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         from contextpilot.bench.__main__ import main as bench
 
         return bench(rest)
+    if cmd == "serve":
+        from contextpilot.server.http_server import main as serve
+
+        return serve(rest)
     print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
     return 2
 

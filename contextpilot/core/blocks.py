@@ -30,6 +30,7 @@ __all__ = [
     "Block",
     "BlockTable",
     "Context",
+    "ContextError",
     "TokenCounter",
     "default_token_counter",
     "make_token_counter",
@@ -38,6 +39,16 @@ __all__ = [
 ]
 
 TokenCounter = Callable[[Block], int]
+
+
+class ContextError(ValueError):
+    """Bad input, with ``path``: the position it was found at, e.g.
+    ``(2, 5)`` for ``contexts[2][5]`` or ``(1,)`` for ``contexts[1]``."""
+
+    def __init__(self, message: str, path: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
 
 #: Token length assumed for an id block when the caller gives no estimator.
 DEFAULT_ID_TOKENS = 64
@@ -94,16 +105,16 @@ def stable_key(block: Block) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
-def _check_block(block: Any, where: str) -> Block:
+def _check_block(block: Any, where: str, path: tuple[int, ...] = ()) -> Block:
     # bool is an int subclass but never a document id.
     if isinstance(block, bool):
-        raise ValueError(f"{where}: block must be int or str, got bool {block!r}")
+        raise ContextError(f"{where}: block must be int or str, got bool {block!r}", path)
     if isinstance(block, str):
         return block
     if isinstance(block, numbers.Integral):
         return int(block)
     kind = "None" if block is None else type(block).__name__
-    raise ValueError(f"{where}: block must be int or str, got {kind} {block!r}")
+    raise ContextError(f"{where}: block must be int or str, got {kind} {block!r}", path)
 
 
 def validate_contexts(contexts: Any, *, allow_empty_context: bool = False) -> list[list[Block]]:
@@ -121,10 +132,10 @@ def validate_contexts(contexts: Any, *, allow_empty_context: bool = False) -> li
     kinds: set[type] = set()
     for i, ctx in enumerate(contexts):
         if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
-            raise ValueError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}")
+            raise ContextError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}", (i,))
         row = list(ctx)
         if not row and not allow_empty_context:
-            raise ValueError(f"contexts[{i}] is empty; every context needs at least one block")
+            raise ContextError(f"contexts[{i}] is empty; every context needs at least one block", (i,))
         kinds.update(map(type, row))
         if not (kinds <= {int} or kinds <= {str}):
             break  # the slow path below names the position
@@ -140,22 +151,23 @@ def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list
     first_at = ""
     for i, ctx in enumerate(contexts):
         if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
-            raise ValueError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}")
+            raise ContextError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}", (i,))
         row: list[Block] = []
         for j, block in enumerate(ctx):
             where = f"contexts[{i}][{j}]"
-            b = _check_block(block, where)
+            b = _check_block(block, where, (i, j))
             t = str if isinstance(b, str) else int
             if kind is None:
                 kind, first_at = t, where
             elif t is not kind:
-                raise ValueError(
+                raise ContextError(
                     f"{where}: mixed block types in one batch ({t.__name__} here, "
-                    f"{kind.__name__} at {first_at}); use all ints or all strings"
+                    f"{kind.__name__} at {first_at}); use all ints or all strings",
+                    (i, j),
                 )
             row.append(b)
         if not row and not allow_empty_context:
-            raise ValueError(f"contexts[{i}] is empty; every context needs at least one block")
+            raise ContextError(f"contexts[{i}] is empty; every context needs at least one block", (i,))
         out.append(row)
     return out
 

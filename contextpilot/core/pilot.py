@@ -174,12 +174,29 @@ class ContextPilot:
             planning_seconds=time.perf_counter() - t0,
         )
 
-    def _record(self, keys: list[int], tokens: list[int]) -> tuple[str, int]:
+    def _record(self, keys: list[int], tokens: list[int], rid: str | None = None) -> tuple[str, int]:
         """The index learns what one request sent; returns its id and hit."""
-        rid = new_request_id()
+        rid = rid or new_request_id()
         hit = self._index.insert(keys, tokens, rid)
         self._recent.add(keys)
         return rid, hit
+
+    def record(self, blocks: Sequence[Block], request_id: str | None = None) -> tuple[str, int]:
+        """Tell the index a request sent ``blocks`` (in this order), e.g. a
+        prompt that did not go through :meth:`reorder`. A live id is only
+        marked used; a new one is recorded. Returns the (normalised) id and
+        the tokens the index believed cached. No-op when stateless."""
+        (row,) = validate_contexts([blocks])
+        rid = normalize_request_id(request_id) if request_id else new_request_id()
+        if self.stateless:
+            return rid, 0
+        with self._lock:
+            if rid in self._index:
+                self._index.touch(rid)
+                return rid, 0
+            table = BlockTable(self._counter)
+            ids = [table.intern(b) for b in row]
+            return self._record([table.key(i) for i in ids], [table.tokens(i) for i in ids], rid)
 
     # -- prompts ---------------------------------------------------------------
 
@@ -253,6 +270,18 @@ class ContextPilot:
             return deduplicate_turn(
                 self._conversations, ctxs, conversation_id, hint_template or self.hint_template
             )
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Conversations tracked for dedup (stale ones dropped first)."""
+        with self._lock:
+            store = self._conversations
+            store.expire()
+            return [{"conversation_id": c, **(store.info(c) or {})} for c in store.ids()]
+
+    def end_session(self, conversation_id: str) -> bool:
+        """Forget one conversation's dedup state; False if unknown."""
+        with self._lock:
+            return self._conversations.clear(conversation_id)
 
     # -- state -----------------------------------------------------------------
 

@@ -1,0 +1,201 @@
+"""OpenAI-compatible proxy (``/v1/completions``, ``/v1/chat/completions``)
+and ``/warm``.
+
+Each forwarded request carries a request id the engine echoes in its
+eviction notices: the client's ``rid``/``request_id`` if given (normalised),
+else a fresh ``req-…``; it is set as ``rid`` (SGLang), ``request_id`` and
+the ``X-Request-Id`` header (vLLM), and returned in the
+``X-ContextPilot-Request-Id`` response header. The engine's response body
+is returned unchanged. The request is recorded in the live index (message
+contents as blocks) unless the id is already live (e.g. from ``/reorder``),
+in which case it is only marked as used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from contextpilot.core.dedup import dedup_passages
+from contextpilot.core.ids import new_request_id, normalize_request_id
+from contextpilot.server.engine_proxy import EngineError
+from contextpilot.server.models import WarmRequest, WarmResponse
+from contextpilot.server.state import ServerState, get_state
+
+__all__ = ["router"]
+
+log = logging.getLogger("contextpilot.server")
+router = APIRouter()
+
+RID_HEADER = "X-ContextPilot-Request-Id"
+
+
+def _text(content: Any) -> str | None:
+    """Text of a message content (string, or OpenAI content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(parts)
+    return None
+
+
+def _blocks(body: dict[str, Any], chat: bool) -> list[str]:
+    """What the prompt is made of, as blocks for the index."""
+    if chat:
+        out = []
+        for m in body.get("messages") or []:
+            if isinstance(m, dict):
+                text = _text(m.get("content"))
+                if text is not None:
+                    out.append(f"{m.get('role', 'user')}: {text}")
+        return out
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        return [json.dumps(prompt)]  # one pre-tokenised prompt
+    return []  # batched prompts: forwarded, not recorded
+
+
+def _dedup_messages(body: dict[str, Any], modulus: int) -> int:
+    """Point repeated passages in later messages back to the first copy;
+    system messages are never shortened. Returns characters saved."""
+    msgs = [
+        m for m in body.get("messages") or [] if isinstance(m, dict) and isinstance(m.get("content"), str)
+    ]
+    if len(msgs) < 2:
+        return 0
+    rep = dedup_passages(
+        [m["content"] for m in msgs],
+        protected=[i for i, m in enumerate(msgs) if m.get("role") == "system"],
+        modulus=modulus,
+    )
+    for m, text in zip(msgs, rep.texts):
+        m["content"] = text
+    return rep.chars_saved
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, detail="request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, detail="request body must be a JSON object")
+    return body
+
+
+async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> Response:
+    body = await _read_json(request)
+    stream = bool(body.get("stream"))
+    endpoint = path.rsplit("/", 1)[-1]
+    st.proxied.inc(1, endpoint)
+    if st.config.passthrough:
+        try:
+            resp, _ = await st.proxy.post(path, body, stream=stream)
+        except EngineError as e:
+            st.engine_errors.inc(1, e.kind)
+            return e.response()
+        return resp
+    given = body.get("rid") or body.get("request_id")
+    rid = normalize_request_id(str(given)) if given else new_request_id()
+    body["rid"] = rid
+    body["request_id"] = rid
+    headers = {"X-Request-Id": rid}
+    saved = _dedup_messages(body, st.config.chunk_modulus) if chat and st.config.dedup_passages else 0
+    blocks = _blocks(body, chat)
+    if blocks:
+        await run_in_threadpool(st.pilot.record, blocks, rid)
+    extra = {RID_HEADER: rid}
+    if saved:
+        extra["X-ContextPilot-Dedup-Chars-Saved"] = str(saved)
+    try:
+        resp, raw = await st.proxy.post(path, body, headers=headers, stream=stream)
+    except EngineError as e:
+        st.engine_errors.inc(1, e.kind)
+        return e.response(headers=extra)
+    resp.headers.update(extra)
+    if raw is not None:
+        _account_usage(st, raw)
+    return resp
+
+
+def _account_usage(st: ServerState, raw: bytes) -> None:
+    try:
+        usage = json.loads(raw).get("usage") or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return  # not JSON (or not ours to read): the body still passes through
+    st.prompt_tokens.inc(prompt)
+    st.cached_tokens.inc(cached)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request, st: ServerState = Depends(get_state)) -> Response:
+    """Forwarded to the engine's ``/v1/completions`` (see module docstring)."""
+    return await _forward(request, st, "/v1/completions", chat=False)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, st: ServerState = Depends(get_state)) -> Response:
+    """Forwarded to the engine's ``/v1/chat/completions`` (see module docstring)."""
+    return await _forward(request, st, "/v1/chat/completions", chat=True)
+
+
+@router.post("/warm", response_model=WarmResponse)
+async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmResponse:
+    """Pre-fill the engine's cache with hot prefixes (system prompts, popular
+    blocks): each is sent with ``max_tokens: 1``, ``concurrency`` at a time."""
+    items: list[tuple[str, list[str]]] = [(p, [p]) for p in req.prefixes or []]
+    items += [("\n\n".join(b), list(b)) for b in req.blocks or []]
+    if not items:
+        raise HTTPException(
+            422,
+            detail=[{"type": "value_error", "loc": ["body", "prefixes"], "msg": "give prefixes or blocks"}],
+        )
+    sem = asyncio.Semaphore(req.concurrency)
+    ok: list[int] = []
+    failed: list[dict[str, Any]] = []
+    rids: list[str | None] = [None] * len(items)
+
+    async def one(i: int, text: str, blocks: list[str]) -> None:
+        rid = new_request_id()
+        body: dict[str, Any] = {
+            "prompt": text,
+            "max_tokens": 1,
+            "temperature": 0,
+            "rid": rid,
+            "request_id": rid,
+        }
+        if req.model:
+            body["model"] = req.model
+        async with sem:
+            try:
+                resp, _ = await st.proxy.post("/v1/completions", body, headers={"X-Request-Id": rid})
+            except EngineError as e:
+                st.engine_errors.inc(1, e.kind)
+                failed.append({"index": i, "status": e.status, "error": e.message})
+                return
+        if resp.status_code >= 400:
+            failed.append(
+                {"index": i, "status": resp.status_code, "error": resp.body[:500].decode(errors="replace")}
+            )
+            return
+        await run_in_threadpool(st.pilot.record, blocks, rid)
+        ok.append(i)
+        rids[i] = rid
+
+    await asyncio.gather(*(one(i, t, b) for i, (t, b) in enumerate(items)))
+    status = "success" if not failed else ("partial" if ok else "failed")
+    return WarmResponse(
+        status=status, succeeded=sorted(ok), failed=sorted(failed, key=lambda f: f["index"]), request_ids=rids
+    )

@@ -1,0 +1,144 @@
+"""Forwarding to the inference engine: byte-transparent, bounded in time.
+
+Only ever talks to the configured engine URL (never a URL from a request).
+Responses pass through unchanged (status, body bytes, content headers);
+streams are relayed chunk by chunk as they arrive. Failures become JSON
+errors: 502 (unreachable or broken), 503 (connect timed out), 504 (no
+answer within the read timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+__all__ = ["EngineError", "EngineProxy"]
+
+log = logging.getLogger("contextpilot.server")
+
+#: headers that describe one hop, never forwarded
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+}
+
+
+class EngineError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.kind, "code": self.status}}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+class EngineProxy:
+    def __init__(
+        self, base_url: str, connect_timeout: float, timeout: float, api_key: str | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            headers=headers,
+        )
+        self._probe: tuple[float, dict[str, Any]] | None = None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def _error(self, e: httpx.HTTPError) -> EngineError:
+        where = self.base_url
+        if isinstance(e, httpx.ConnectTimeout):
+            return EngineError(
+                503, "engine_unavailable", f"engine at {where} did not accept a connection in time"
+            )
+        if isinstance(e, httpx.TimeoutException):
+            return EngineError(504, "engine_timeout", f"engine at {where} did not answer in time")
+        if isinstance(e, httpx.ConnectError):
+            return EngineError(502, "engine_unreachable", f"engine at {where} is unreachable")
+        return EngineError(502, "engine_error", f"engine at {where} failed: {type(e).__name__}")
+
+    async def post(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None, stream: bool = False
+    ) -> tuple[Response, bytes | None]:
+        """Forward ``body`` to ``path``. Returns the response to send and,
+        when not streaming, the raw body (for usage accounting)."""
+        req = self.client.build_request(
+            "POST",
+            path,
+            content=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
+        try:
+            resp = await self.client.send(req, stream=True)
+        except httpx.HTTPError as e:
+            raise self._error(e) from None
+        out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
+        if stream:
+            return StreamingResponse(
+                self._relay(resp),
+                status_code=resp.status_code,
+                headers=out_headers,
+                background=BackgroundTask(resp.aclose),
+            ), None
+        try:
+            raw = b"".join([chunk async for chunk in resp.aiter_raw()])
+        except httpx.HTTPError as e:
+            raise self._error(e) from None
+        finally:
+            await resp.aclose()
+        return Response(raw, status_code=resp.status_code, headers=out_headers), raw
+
+    async def _relay(self, resp: httpx.Response):
+        try:
+            async for chunk in resp.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as e:
+            # headers are gone already: end the stream with an SSE error event
+            err = self._error(e)
+            log.warning("stream from engine broke: %s", err.message)
+            yield f"data: {json.dumps({'error': {'message': err.message, 'type': err.kind}})}\n\n".encode()
+
+    async def probe(self, max_age: float = 2.0) -> dict[str, Any]:
+        """Is the engine answering? (``GET /health``, then ``/v1/models``;
+        cached for ``max_age`` seconds so health checks stay cheap)."""
+        now = time.monotonic()
+        if self._probe is not None and now - self._probe[0] < max_age:
+            return self._probe[1]
+        t0 = time.perf_counter()
+        result: dict[str, Any] = {"url": self.base_url, "reachable": False}
+        for path in ("/health", "/v1/models"):
+            try:
+                r = await self.client.get(path, timeout=httpx.Timeout(2.0, connect=1.0))
+            except httpx.HTTPError as e:
+                result["error"] = self._error(e).message
+                break
+            if r.status_code < 500:
+                result.update(reachable=True, status=r.status_code)
+                result.pop("error", None)
+                break
+            result["error"] = f"HTTP {r.status_code} on {path}"
+        result["latency_ms"] = round(1000 * (time.perf_counter() - t0), 2)
+        self._probe = (now, result)
+        return result
