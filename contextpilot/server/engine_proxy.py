@@ -34,6 +34,8 @@ HOP_BY_HOP = {
     "upgrade",
     "content-length",
     "host",
+    "date",  # our own server sets these two
+    "server",
 }
 
 

@@ -87,6 +87,8 @@ def create_engine_app(
                 "rid": body.get("rid"),
                 "request_id": body.get("request_id"),
                 "x_request_id": request.headers.get("x-request-id"),
+                "authorization": request.headers.get("authorization"),
+                "prompt_chars": len(text),
                 "time": time.time(),
             }
         )

@@ -1,0 +1,95 @@
+"""End to end: cached tokens reported by an engine rise when traffic goes
+through contextpilot; streaming passes through unbuffered; a down or slow
+engine gives clear errors in bounded time while /reorder keeps working."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from contextpilot.bench.workloads import synthetic_rag
+from contextpilot.core.prompt import build_messages
+
+from procs import engine, free_port, server
+
+pytest.importorskip("fastapi")
+
+
+def _docs(n=60, seed=5):
+    wl = synthetic_rag(n, blocks_per_request=8, n_docs=400, n_topics=6, topic_size=20, seed=seed)
+    text = {
+        b: f"Document {b}. " + " ".join(f"fact{b}_{i}" for i in range(30)) for c in wl.contexts for b in c
+    }
+    return [[text[b] for b in c] for c in wl.contexts], wl.queries
+
+
+def _cached(usage_bodies):
+    return sum(b["usage"]["prompt_tokens_details"]["cached_tokens"] for b in usage_bodies)
+
+
+def test_cached_tokens_rise_through_contextpilot():
+    docs, queries = _docs()
+    with engine() as direct_engine:
+        direct = [
+            httpx.post(
+                direct_engine.url + "/v1/chat/completions",
+                json={"messages": build_messages(d, q)},
+                timeout=30,
+            ).json()
+            for d, q in zip(docs, queries)
+        ]
+    with engine() as eng, server(eng.url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        plan = c.post("/reorder", json={"contexts": docs}).json()
+        via = []
+        for j, i in enumerate(plan["original_indices"]):
+            msgs = build_messages(plan["reordered_contexts"][j], queries[i], original=docs[i])
+            via.append(
+                c.post("/v1/chat/completions", json={"messages": msgs, "rid": plan["request_ids"][j]}).json()
+            )
+        stats = c.get("/stats").json()["server"]
+    total = sum(b["usage"]["prompt_tokens"] for b in direct)
+    assert sum(b["usage"]["prompt_tokens"] for b in via) == total  # same tokens, other order
+    print("cached via contextpilot", _cached(via), "direct", _cached(direct), "of", total)
+    assert _cached(via) > 1.5 * _cached(direct), (_cached(via), _cached(direct))
+    assert stats["engine_cached_tokens"] == _cached(via)
+
+
+def test_streaming_is_relayed_unbuffered():
+    with engine("--stream-chunks", "5", "--stream-chunk-ms", "400") as eng, server(eng.url) as srv:
+        t0 = time.perf_counter()
+        arrivals = []
+        with httpx.stream(
+            "POST", srv.url + "/v1/completions", json={"prompt": "x", "stream": True}, timeout=30
+        ) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            assert r.headers["x-contextpilot-request-id"].startswith("req-")
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    arrivals.append(time.perf_counter() - t0)
+    assert len(arrivals) == 7  # 5 chunks, usage, [DONE]
+    assert arrivals[0] < 1.0 and arrivals[-1] > 1.5  # the first chunk came long before the last
+
+
+def test_engine_down_gives_502_quickly_and_reorder_still_works():
+    dead = f"http://127.0.0.1:{free_port()}"
+    with server(dead) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        t0 = time.perf_counter()
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 502 and time.perf_counter() - t0 < 5
+        err = r.json()["error"]
+        assert err["type"] == "engine_unreachable" and dead in err["message"]
+        assert c.post("/reorder", json={"contexts": [[1, 2], [2, 3]]}).status_code == 200
+        health = c.get("/health").json()
+        assert health["status"] == "ready" and health["engine"]["reachable"] is False
+        assert 'contextpilot_engine_errors_total{kind="engine_unreachable"} 1' in c.get("/metrics").text
+
+
+def test_slow_engine_times_out_with_504():
+    with engine("--prefill-ms-per-token", "2000") as eng, server(eng.url, "--engine-timeout", "1") as srv:
+        t0 = time.perf_counter()
+        r = httpx.post(srv.url + "/v1/completions", json={"prompt": "a b c d"}, timeout=30)
+        took = time.perf_counter() - t0
+    assert r.status_code == 504 and r.json()["error"]["type"] == "engine_timeout"
+    assert 0.9 < took < 5
