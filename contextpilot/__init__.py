@@ -11,15 +11,52 @@ a live index of what the inference engine has cached.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from contextpilot.core.blocks import Block, BlockTable, stable_key, validate_contexts
-from contextpilot.core.dedup import ConversationStore, DedupResult, dedup_passages
-from contextpilot.core.index import EvictionReport, PrefixIndex
-from contextpilot.core.pilot import ContextPilot, ReorderResult
-from contextpilot.core.planner import Plan, plan
-from contextpilot.core.prompt import build_messages
+if TYPE_CHECKING:
+    from contextpilot.core.blocks import Block, BlockTable, stable_key, validate_contexts
+    from contextpilot.core.dedup import ConversationStore, DedupResult, dedup_passages
+    from contextpilot.core.index import EvictionReport, PrefixIndex
+    from contextpilot.core.pilot import ContextPilot, ReorderResult
+    from contextpilot.core.planner import Plan, plan
+    from contextpilot.core.prompt import build_messages
+
+#: public name -> defining module. Loaded on first use (PEP 562) so that
+#: light submodules (``contextpilot.core.ids``, ``contextpilot.hooks``) can be
+#: imported inside engine processes without pulling in numpy and scipy.
+_LAZY = {
+    "Block": "contextpilot.core.blocks",
+    "BlockTable": "contextpilot.core.blocks",
+    "stable_key": "contextpilot.core.blocks",
+    "validate_contexts": "contextpilot.core.blocks",
+    "ConversationStore": "contextpilot.core.dedup",
+    "DedupResult": "contextpilot.core.dedup",
+    "dedup_passages": "contextpilot.core.dedup",
+    "EvictionReport": "contextpilot.core.index",
+    "PrefixIndex": "contextpilot.core.index",
+    "ContextPilot": "contextpilot.core.pilot",
+    "ReorderResult": "contextpilot.core.pilot",
+    "Plan": "contextpilot.core.planner",
+    "plan": "contextpilot.core.planner",
+    "build_messages": "contextpilot.core.prompt",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'contextpilot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
@@ -54,6 +91,8 @@ def default_pilot() -> ContextPilot:
     global _default
     with _default_lock:
         if _default is None:
+            from contextpilot.core.pilot import ContextPilot
+
             _default = ContextPilot()
         return _default
 

@@ -80,6 +80,6 @@ def engine(*args: str) -> contextlib.AbstractContextManager[Proc]:
 
 
 def server(
-    engine_url: str, *args: str, env: dict[str, str] | None = None
+    engine_url: str, *args: str, env: dict[str, str] | None = None, port: int | None = None
 ) -> contextlib.AbstractContextManager[Proc]:
-    return spawn("contextpilot.server.http_server", "--infer-api-url", engine_url, *args, env=env)
+    return spawn("contextpilot.server.http_server", "--infer-api-url", engine_url, *args, env=env, port=port)

@@ -1,0 +1,190 @@
+"""The shared eviction notifier against a real contextpilot server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from procs import free_port, server
+
+from contextpilot.hooks.notifier import EvictionNotifier, get_notifier
+
+DEAD_ENGINE = "http://127.0.0.1:9"  # the proxy is not used here
+
+
+def _live_ids(url: str, n: int, headers: dict[str, str] | None = None) -> list[str]:
+    contexts = [[f"doc-{i}", f"doc-{i + 1}", "shared"] for i in range(n)]
+    r = httpx.post(url + "/reorder", json={"contexts": contexts}, headers=headers, timeout=10)
+    r.raise_for_status()
+    return r.json()["request_ids"]
+
+
+def _live_count(url: str, headers: dict[str, str] | None = None) -> int:
+    return httpx.get(url + "/stats", headers=headers, timeout=10).json()["index_stats"]["live_requests"]
+
+
+def test_evictions_reach_the_index_in_batches_with_engine_decorations():
+    with server(DEAD_ENGINE) as srv:
+        ids = _live_ids(srv.url, 40)
+        n = EvictionNotifier(srv.url, batch_size=16)
+        try:
+            # engines decorate ids; health checks and blanks are never sent
+            decorated = [f"chatcmpl-{r}" for r in ids[:10]] + [f"{r}-0-deadbeef" for r in ids[10:30]]
+            assert n.notify(decorated + ["HEALTH_CHECK_1", "  ", ids[0]]) == 31
+            assert n.flush(10)
+            s = n.stats()
+            # two batches of <= 16: ids[0..15], then ids[16..29] + ids[0] again (not found by then)
+            assert s["sent"] == 31
+            assert s["batches"] >= 2 and s["failed"] == 0 and s["pending"] == 0
+            assert _live_count(srv.url) == 10
+            left = set(httpx.get(srv.url + "/requests", timeout=10).json()["request_ids"])
+            assert left == set(ids[30:])
+        finally:
+            n.close()
+
+
+def test_index_down_never_blocks_and_memory_stays_bounded():
+    port = free_port()  # nothing listens here
+    n = EvictionNotifier(
+        f"http://127.0.0.1:{port}", max_queue=1000, batch_size=100, max_retries=1, backoff=0.01
+    )
+    try:
+        t0 = time.perf_counter()
+        queued = sum(n.notify([f"req-{i:016x}" for i in range(j, j + 500)]) for j in range(0, 5000, 500))
+        took = time.perf_counter() - t0
+        # 5000 ids offered, the queue holds at most 1000 at a time
+        assert queued <= 5000
+        s = n.stats()
+        assert s["pending"] <= 1000 and s["dropped_full"] >= 5000 - 1000 - 100 - s["failed"]
+        assert took < 2.0, f"notify took {took:.2f}s with the index down"
+        assert n.flush(20)
+        s = n.stats()
+        assert s["failed"] + s["dropped_full"] == 5000 and s["sent"] == 0
+    finally:
+        n.close()
+
+
+def test_hanging_index_does_not_block_notify():
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)  # accepts connections, never answers
+    try:
+        n = EvictionNotifier(
+            f"http://127.0.0.1:{lsock.getsockname()[1]}", timeout=0.5, max_retries=0, flush_interval=0
+        )
+        n.notify(["req-a"])
+        time.sleep(0.1)  # the sender is now stuck in its POST
+        t0 = time.perf_counter()
+        for i in range(1000):
+            n.notify([f"req-{i}"])
+        assert time.perf_counter() - t0 < 1.0
+        assert n.flush(30)
+        assert n.stats()["failed"] == 1001
+        n.close()
+    finally:
+        lsock.close()
+
+
+def test_retries_until_the_index_comes_up():
+    port = free_port()
+    n = EvictionNotifier(f"http://127.0.0.1:{port}", max_retries=8, backoff=0.2, max_backoff=1.0)
+    try:
+        n.notify(["req-0000000000000001"])  # unknown to the index: reported not_found, still delivered
+        time.sleep(0.3)
+        assert n.stats()["retries"] >= 1
+        with server(DEAD_ENGINE, port=port):
+            assert n.flush(20)
+        s = n.stats()
+        assert s["sent"] == 1 and s["failed"] == 0
+    finally:
+        n.close()
+
+
+def test_wrong_api_key_is_not_retried():
+    with server(DEAD_ENGINE, "--api-key", "s3cret") as srv:
+        auth = {"Authorization": "Bearer s3cret"}
+        ids = _live_ids(srv.url, 3, auth)
+        bad = EvictionNotifier(srv.url, api_key="wrong", backoff=5)
+        good = EvictionNotifier(srv.url, api_key="s3cret")
+        try:
+            bad.notify(ids[:1])
+            assert bad.flush(5)  # fast: a 401 is final, no 5 s backoff
+            assert bad.stats()["rejected"] == 1 and bad.stats()["retries"] == 0
+            assert _live_count(srv.url, auth) == 3
+            good.notify(ids)
+            assert good.flush(10)
+            assert _live_count(srv.url, auth) == 0
+        finally:
+            bad.close()
+            good.close()
+
+
+def test_close_sends_what_is_queued():
+    with server(DEAD_ENGINE) as srv:
+        ids = _live_ids(srv.url, 5)
+        n = EvictionNotifier(srv.url, flush_interval=10)  # would wait 10 s for a fuller batch
+        n.notify(ids)
+        t0 = time.perf_counter()
+        n.close(5)
+        assert time.perf_counter() - t0 < 5
+        assert n.stats()["sent"] == 5
+        assert n.notify(["req-late"]) == 0  # closed
+        assert _live_count(srv.url) == 0
+
+
+def test_thread_safe_notify_from_many_threads():
+    with server(DEAD_ENGINE) as srv:
+        ids = _live_ids(srv.url, 200)
+        n = EvictionNotifier(srv.url, batch_size=32)
+        chunks = [ids[i::8] for i in range(8)]
+        threads = [threading.Thread(target=lambda c=c: [n.notify([r]) for r in c]) for c in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            assert n.flush(20)
+            assert n.stats()["sent"] == 200
+            assert _live_count(srv.url) == 0
+        finally:
+            n.close()
+
+
+def test_get_notifier_from_environment():
+    assert get_notifier({}) is None
+    n = get_notifier({"CONTEXTPILOT_INDEX_URL": "http://127.0.0.1:1/", "CONTEXTPILOT_REPLICA": "gpu-3"})
+    assert n is not None and n.url == "http://127.0.0.1:1/evict" and n.replica == "gpu-3"
+    assert get_notifier({"CONTEXTPILOT_INDEX_URL": "http://127.0.0.1:1"}) is n
+    with pytest.raises(ValueError):
+        EvictionNotifier("localhost:8765")
+
+
+def test_import_is_light_and_child_after_fork_sends_its_own():
+    # importing the notifier must not pull numpy/scipy/httpx into an engine process
+    code = (
+        "import sys, contextpilot.hooks.notifier;"
+        "print(sorted(m for m in ('numpy','scipy','httpx','fastapi') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    with server(DEAD_ENGINE) as srv:
+        ids = _live_ids(srv.url, 2)
+        n = EvictionNotifier(srv.url)
+        n.notify([ids[0]])
+        assert n.flush(10)
+        pid = os.fork()
+        if pid == 0:  # child: queue state is its own, a fresh sender thread delivers
+            ok = n.notify([ids[1]]) == 1 and n.flush(10) and n.stats()["sent"] == 2
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _live_count(srv.url) == 0
+        n.close()
