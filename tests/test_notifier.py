@@ -11,9 +11,10 @@ import time
 
 import httpx
 import pytest
-from procs import free_port, server
 
 from contextpilot.hooks.notifier import EvictionNotifier, get_notifier
+
+from procs import free_port, server
 
 DEAD_ENGINE = "http://127.0.0.1:9"  # the proxy is not used here
 
