@@ -1,0 +1,150 @@
+"""Test doubles that keep mem0 real but offline, and prompt scoring.
+
+* :class:`HashEmbedding`: signed hashed bag of words (deterministic, cheap);
+* :class:`NoCallLLM`: mem0 needs an LLM object; with ``infer=False`` it must
+  never be called, and this one fails the test if it is;
+* prompts are scored the way contextpilot's simulated engine scores them
+  (same chat template and tokenizer) with ``contextpilot.sim``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mem0 import AsyncMemory, Memory
+from mem0.embeddings.base import EmbeddingBase
+from mem0.llms.base import LLMBase
+
+from contextpilot.server.sim_engine import render_chat, tokenize
+from contextpilot.sim import RadixCacheSim
+
+DIMS = 256
+_WORD = re.compile(r"\w+")
+
+
+class HashEmbedding(EmbeddingBase):
+    def __init__(self, dims: int = DIMS) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def embed(self, text: Any, memory_action: Any = None) -> list[float]:
+        if not isinstance(text, str):
+            text = json.dumps(text)
+        v = [0.0] * self.dims
+        for w in _WORD.findall(text.lower()):
+            h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+            v[h % self.dims] += 1.0 if (h >> 40) & 1 else -1.0
+        n = math.sqrt(sum(x * x for x in v)) or 1.0
+        return [x / n for x in v]
+
+
+class NoCallLLM(LLMBase):
+    def __init__(self) -> None:
+        super().__init__()
+
+    def generate_response(
+        self,
+        messages: Any,
+        response_format: Any = None,
+        tools: Any = None,
+        tool_choice: str = "auto",
+        **kwargs: Any,
+    ) -> str:
+        raise AssertionError("mem0 called its LLM although every add used infer=False")
+
+
+def make_memory(path: str, asynchronous: bool = False) -> Memory | AsyncMemory:
+    """A real mem0 Memory: embedded qdrant under ``path``, injected embedder and LLM."""
+    cfg = {
+        "vector_store": {
+            "provider": "qdrant",
+            "config": {
+                "path": os.path.join(path, "qdrant"),
+                "collection_name": "memories",
+                "embedding_model_dims": DIMS,
+                "on_disk": False,
+            },
+        },
+        # constructing the openai clients needs a key but no network
+        "llm": {"provider": "openai", "config": {"api_key": "sk-offline"}},
+        "embedder": {"provider": "openai", "config": {"api_key": "sk-offline", "embedding_dims": DIMS}},
+        "history_db_path": os.path.join(path, "history.db"),
+    }
+    m = (AsyncMemory if asynchronous else Memory).from_config(cfg)
+    m.embedding_model = HashEmbedding()
+    m.llm = NoCallLLM()
+    return m
+
+
+def as_messages(facts: Sequence[str]) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f} for f in facts]
+
+
+def rendered(messages: list[dict[str, str]]) -> str:
+    """The text a chat engine sees (the simulated engine's template)."""
+    return render_chat(messages)
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def hit_ratio(prompts: Sequence[list[dict[str, str]]], capacity: float | None = None) -> float:
+    """Token hit ratio of serving the prompts in order through a radix prefix cache."""
+    sim = RadixCacheSim(capacity)
+    for messages in prompts:
+        toks = tokenize(render_chat(messages))
+        sim.serve(toks, [1] * len(toks))
+    return sim.hit_ratio
+
+
+def uncached_tokens(prompts: Sequence[list[dict[str, str]]], capacity: float | None = None) -> int:
+    """Prompt tokens the engine must compute (not found in the prefix cache)."""
+    sim = RadixCacheSim(capacity)
+    for messages in prompts:
+        toks = tokenize(render_chat(messages))
+        sim.serve(toks, [1] * len(toks))
+    return sim.total_tokens - sim.hit_tokens
+
+
+def prompt_tokens(prompts: Sequence[list[dict[str, str]]]) -> int:
+    return sum(len(tokenize(render_chat(m))) for m in prompts)
+
+
+def locomo_path() -> Path | None:
+    from contextpilot.bench.workloads import default_locomo_path
+
+    return default_locomo_path()
+
+
+def locomo_conversation(index: int = 0) -> tuple[str, list[str], list[tuple[str, str]]]:
+    """(sample id, observation facts in session order, (question, gold answer) in order)."""
+    path = locomo_path()
+    assert path is not None
+    sample = json.loads(Path(path).read_text(encoding="utf-8"))[index]
+    obs = sample["observation"]
+    facts: list[str] = []
+    for key in sorted(obs, key=lambda s: int(s.split("_")[1])):
+        for per_speaker in obs[key].values():
+            facts.extend(str(f[0]) for f in per_speaker)
+    qa = [(str(q["question"]), str(q.get("answer", q.get("adversarial_answer", "")))) for q in sample["qa"]]
+    return str(sample["sample_id"]), list(dict.fromkeys(facts)), qa
+
+
+def label_of(text: str) -> str:
+    """The label contextpilot's prompts give a memory (``doc-…``)."""
+    import contextpilot as cp
+
+    system = cp.build_messages([text], "q", system_instruction="")[0]["content"]
+    return system.split("\n", 1)[0].strip("[]")

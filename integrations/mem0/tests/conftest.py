@@ -1,0 +1,42 @@
+"""Offline mem0: telemetry off, every file under one throw-away folder
+(tmpfs when available: qdrant's local mode and mem0's history database
+commit on every add, which is slow on a real disk)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_ROOT = tempfile.mkdtemp(prefix="cp-mem0-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+atexit.register(shutil.rmtree, _ROOT, True)
+# read by mem0 at import time: set before any test module imports it
+os.environ["MEM0_TELEMETRY"] = "False"
+os.environ["MEM0_DIR"] = os.path.join(_ROOT, "mem0-home")
+
+import pytest  # noqa: E402
+from _support import make_memory  # noqa: E402
+
+
+@pytest.fixture
+def store_dir(request: pytest.FixtureRequest) -> str:
+    path = tempfile.mkdtemp(dir=_ROOT, prefix=request.node.name[:40] + "-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def memory(store_dir: str):
+    m = make_memory(store_dir)
+    yield m
+    m.vector_store.client.close()
+    m.close()
+
+
+@pytest.fixture
+def async_memory(store_dir: str):
+    m = make_memory(os.path.join(store_dir, "async"), asynchronous=True)
+    yield m
+    m.vector_store.client.close()
+    m.close()
