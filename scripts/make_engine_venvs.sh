@@ -20,7 +20,7 @@
 # Exit status: 0 when every requested engine is ready, 1 otherwise.
 set -uo pipefail
 
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
+REPO="$(cd "$(dirname "$0")/.." && pwd -P)"
 ROOT="${CONTEXTPILOT_ENGINE_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/contextpilot/venvs}"
 PY="${PYTHON:-python3}"
 SGLANG_VERSION=0.5.23
@@ -90,8 +90,16 @@ make_one() {
     recipe "$engine" >"$marker"
     echo "$engine: built in $((SECONDS - t0)) s, $(du -sh "$v" | cut -f1)" >&2
   fi
-  # this checkout, every time (the venv may have been built from another clone)
-  if ! "$v/bin/python" -m pip install -q --no-deps -e "$REPO" >>"$log" 2>&1; then
+  # this checkout, every time (the venv may have been built from another clone), and
+  # the one-line .pth that turns the hooks on when CONTEXTPILOT_INDEX_URL is set
+  # (the editable install is skipped when the venv already points at this checkout)
+  here="$(cd "$v" && "$v/bin/python" -c 'import contextpilot, os; print(os.path.dirname(os.path.dirname(os.path.realpath(contextpilot.__file__))))' 2>/dev/null)"
+  if [ "$here" != "$REPO" ] && ! "$v/bin/python" -m pip install -q --no-deps -e "$REPO" >>"$log" 2>&1; then
+    echo "$engine FAILED $log"
+    tail -n 20 "$log" >&2
+    return 1
+  fi
+  if ! (cd "$v" && "$v/bin/python" -m contextpilot.install_hook) >>"$log" 2>&1; then
     echo "$engine FAILED $log"
     tail -n 20 "$log" >&2
     return 1

@@ -23,16 +23,24 @@ MARK = "__contextpilot_hook__"
 
 
 def signature_mismatch(func: Any, expected: tuple[str, ...]) -> str | None:
-    """``None`` when ``func``'s leading parameters are named ``expected``
-    (``*args``/``**kwargs`` beyond them allowed); else what differs."""
+    """``None`` when ``func``'s leading parameters are named ``expected`` and
+    any others are optional (defaults, ``*args``, ``**kwargs``); else what differs."""
     if not callable(func):
         return "not callable"
     try:
-        names = list(inspect.signature(func).parameters)
+        params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError) as e:
         return f"no signature ({e})"
+    names = [p.name for p in params]
     if tuple(names[: len(expected)]) != expected:
-        return f"parameters {names}, expected {list(expected)} first"
+        return f"has parameters {names}, expected {list(expected)} first"
+    extra = [
+        p.name
+        for p in params[len(expected) :]
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if extra:
+        return f"requires new parameters {extra}"
     return None
 
 

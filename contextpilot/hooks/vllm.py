@@ -165,10 +165,21 @@ def _vllm_wrappers(notifier: EvictionNotifier) -> dict[str, Any]:
 
     return {
         "cache_full_blocks": (
-            ("self", "request", "blocks", "num_cached_blocks", "num_full_blocks"),
+            (
+                "self",
+                "request",
+                "blocks",
+                "num_cached_blocks",
+                "num_full_blocks",
+                "block_size",
+                "kv_cache_group_id",
+            ),
             make_cache_full,
         ),
-        "cache_partial_block": (("self", "request", "block"), make_cache_partial),
+        "cache_partial_block": (
+            ("self", "request", "block", "num_tokens", "kv_cache_group_id", "block_size"),
+            make_cache_partial,
+        ),
         "_maybe_evict_cached_block": (("self", "block"), make_maybe_evict),
         "move_block_hashes": (("self", "src_block", "dst_block"), make_move),
         "reset_prefix_cache": (("self",), make_reset),

@@ -1,9 +1,9 @@
 """Drive SGLang's real radix caches on CPU until they evict (run with the
 SGLang venv's python; see tests/hooks/test_engine_hooks.py).
 
-    python drive_sglang.py SPEC.json  ->  last stdout line: JSON result
+    python drive_sglang.py SPECS.json  ->  one JSON result line per spec
 
-SPEC: {"variant": "radix"|"unified-rust"|"unified-python", "page_size": int,
+SPECS: {"runs": [SPEC, ...]}; SPEC: {"variant": "radix"|"unified-rust"|"unified-python", "page_size": int,
        "kv_size": int, "requests": [{"rid": str, "tokens": [int]}],
        "reset_at_end": bool}
 
@@ -53,8 +53,7 @@ def _stub_torchvision() -> None:
     )
 
 
-def main(spec_path: str) -> None:
-    spec = json.loads(open(spec_path).read())
+def run_one(spec: dict) -> dict:
     t0 = time.perf_counter()
     _stub_torchvision()
     from array import array
@@ -175,7 +174,12 @@ def main(spec_path: str) -> None:
         "contextpilot_modules": sorted(m for m in sys.modules if m.startswith("contextpilot")),
         "env": bool(os.environ.get("CONTEXTPILOT_INDEX_URL")),
     }
-    print(json.dumps(out, default=str))
+    return out
+
+
+def main(path: str) -> None:
+    for spec in json.loads(open(path).read())["runs"]:
+        print(json.dumps(run_one(spec), default=str), flush=True)
 
 
 if __name__ == "__main__":
