@@ -20,8 +20,14 @@ if [ "$ok" -eq 0 ]; then
 fi
 grep " FAILED " <<<"$out" | sed 's/^/ENGINE VENV BUILD FAILED, ITS TESTS WILL SKIP: /' >&2
 
+echo "=== .pth start-up cost in each engine venv (hooks off)"
+for v in $(awk '/ ok /{print $3}' <<<"$out"); do
+  echo -n "$(basename "$v"): "
+  (cd "$v" && "$v/bin/python" -m contextpilot.install_hook --bench --runs 20) || exit 1
+done
+
 t1=$SECONDS
-CONTEXTPILOT_ENGINE_TESTS=1 "$PY" -m pytest -q -rs -s -p no:cacheprovider tests/hooks/test_engine_hooks.py 2>&1 \
+CONTEXTPILOT_HOOK_ENGINE_TESTS=1 "$PY" -m pytest -q -rs -s -p no:cacheprovider tests/hooks/test_engine_hooks.py 2>&1 \
   | tee /tmp/contextpilot-engine-hooks.$$.log
 rc=${PIPESTATUS[0]}
 echo "=== engine hooks: which ran"

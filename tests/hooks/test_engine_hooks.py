@@ -11,7 +11,7 @@ exactly those and kept every other.
 
 These take minutes (engine imports alone are 5-20 s) and need the engine
 venvs, so they run in CI step .ci/steps/30-engine-hooks-sglang-vllm.sh
-(CONTEXTPILOT_ENGINE_TESTS=1); elsewhere they skip and say why.
+(CONTEXTPILOT_HOOK_ENGINE_TESTS=1); elsewhere they skip and say why.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ TOKENS_PER_BLOCK = 8
 
 
 def engine_python(engine: str) -> str:
-    if os.environ.get("CONTEXTPILOT_ENGINE_TESTS") != "1":
+    if os.environ.get("CONTEXTPILOT_HOOK_ENGINE_TESTS") != "1":
         pytest.skip(
-            f"{engine} hook tests run in CI step 30 (set CONTEXTPILOT_ENGINE_TESTS=1; "
+            f"{engine} hook tests run in CI step 30 (set CONTEXTPILOT_HOOK_ENGINE_TESTS=1; "
             "engine venvs from scripts/make_engine_venvs.sh)"
         )
     py = ENGINES[engine] / "bin" / "python"
