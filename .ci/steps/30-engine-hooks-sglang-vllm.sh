@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Engine eviction hooks on the real SGLang and vLLM cache classes (CPU):
+# create or reuse the engine virtualenvs (~/.cache/contextpilot/venvs), then
+# run tests/hooks/test_engine_hooks.py with the project's python ($CP_PYTHON),
+# which starts a real contextpilot server and drives each engine in its own
+# venv with CONTEXTPILOT_INDEX_URL set. An engine whose venv cannot be built
+# is reported loudly and its tests skip; the step fails if no engine ran.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY="${CP_PYTHON:-python3}"
+t0=$SECONDS
+
+out="$(nice bash scripts/make_engine_venvs.sh sglang vllm)"
+echo "$out"
+echo "engine venvs ready in $((SECONDS - t0)) s"
+ok=$(grep -c " ok " <<<"$out" || true)
+if [ "$ok" -eq 0 ]; then
+  echo "ENGINE HOOKS: no engine venv could be built (see the logs above); nothing ran" >&2
+  exit 1
+fi
+grep " FAILED " <<<"$out" | sed 's/^/ENGINE VENV BUILD FAILED, ITS TESTS WILL SKIP: /' >&2
+
+echo "=== .pth start-up cost in each engine venv (hooks off)"
+for v in $(awk '/ ok /{print $3}' <<<"$out"); do
+  echo -n "$(basename "$v"): "
+  (cd "$v" && "$v/bin/python" -m contextpilot.install_hook --bench --runs 20) || exit 1
+done
+
+t1=$SECONDS
+CONTEXTPILOT_HOOK_ENGINE_TESTS=1 "$PY" -m pytest -q -rs -s -p no:cacheprovider tests/hooks/test_engine_hooks.py 2>&1 \
+  | tee /tmp/contextpilot-engine-hooks.$$.log
+rc=${PIPESTATUS[0]}
+echo "=== engine hooks: which ran"
+grep -E "^(SGLANG|VLLM) RAN:|SKIPPED" /tmp/contextpilot-engine-hooks.$$.log || echo "(none)"
+rm -f /tmp/contextpilot-engine-hooks.$$.log
+echo "engine hook tests: exit $rc in $((SECONDS - t1)) s (step total $((SECONDS - t0)) s)"
+exit "$rc"
