@@ -1,9 +1,11 @@
 """Request ids: minting ours and normalising what engines send back.
 
 Ours look like ``req-<16 hex>``. Engines decorate the id they were given:
-OpenAI-style servers prefix ``cmpl-`` / ``chatcmpl-`` / ``batch-``, and vLLM
-v1 appends ``-<n>-<8+ hex>`` to ids it was handed; both are undone here so
-an eviction notice finds the request it is about.
+OpenAI-style servers prefix ``cmpl-`` / ``chatcmpl-`` / ``batch-``, vLLM
+appends ``-<8 hex>`` (and its OpenAI server ``-<n>`` or ``_<n>`` per
+prompt), older vLLM ``-<n>-<8+ hex>``; all are undone here so an eviction
+notice finds the request it is about. One of our own ids is recognised
+whatever follows it after a ``-`` or ``_``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ __all__ = ["is_health_check", "new_request_id", "normalize_request_id"]
 
 _PREFIX = re.compile(r"^(?:cmpl-|chatcmpl-|batch-)+")
 _VLLM_SUFFIX = re.compile(r"^(req-[0-9a-zA-Z_]+?)-\d+-[0-9a-f]{8,}$")
+_OURS = re.compile(r"^(req-[0-9a-f]{16})(?:[-_][0-9A-Za-z_-]*)?$")
 
 
 def new_request_id() -> str:
@@ -25,7 +28,7 @@ def normalize_request_id(rid: str) -> str:
     """``chatcmpl-req-ab12-0-deadbeef`` -> ``req-ab12``; others unchanged
     but for surrounding whitespace."""
     rid = _PREFIX.sub("", rid.strip())
-    m = _VLLM_SUFFIX.match(rid)
+    m = _OURS.match(rid) or _VLLM_SUFFIX.match(rid)
     return m.group(1) if m else rid
 
 
