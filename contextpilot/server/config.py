@@ -74,7 +74,7 @@ class ServerConfig:
     route_max_inflight: int | None = None
     route_max_inflight_tokens: int | None = None
     #: in-flight requests above the least busy replica that count as overloaded
-    route_max_imbalance: int | None = 4
+    route_max_imbalance: int | None = 2
     #: share of a prompt a replica must hold cached for the prefix to decide
     route_min_match: float = 0.0
 
@@ -169,7 +169,7 @@ _HELP = {
     "route_max_inflight_tokens": "in-flight prompt tokens per replica that count as overloaded "
     "(default none)",
     "route_max_imbalance": "in-flight requests above the least busy replica that count as overloaded "
-    "(default 4; none: off)",
+    "(default 2; none: off)",
     "route_min_match": "share of a prompt a replica must hold cached for cache affinity to count (default 0)",
 }
 

@@ -72,7 +72,7 @@ def _check_all(specs: list[EngineSpec]) -> list[EngineSpec]:
         raise ValueError("no engines given")
     if len(specs) > MAX_REPLICAS:
         raise ValueError(f"at most {MAX_REPLICAS} engines, got {len(specs)}")
-    for attr in ("name", "url"):
+    for attr in ("url", "name"):
         seen: set[str] = set()
         for i, s in enumerate(specs):
             v = getattr(s, attr)
