@@ -42,8 +42,23 @@ def test_ties_and_cold_requests_go_to_the_least_loaded():
     assert hold.replica == 1
     d, _ = r.route([0, 0, 0], 10)
     assert (d.replica, d.reason) == (2, "balance")
-    d, _ = r.route([7, 0, 7], 10)  # tie on the prefix: 2 is as busy as 0 ... by in-flight, 0 is idle
-    assert d.replica == 0 and d.reason == "cache"
+    ix[1].insert([5, 6], [100, 50], "y")
+    ix[2].insert([5], [100], "z")
+    d, _ = r.route(r.sequence_hits([5, 6, 7]), 160)  # 150 on 1, 100 on 0 and 2: 1 wins
+    assert (d.replica, d.reason) == (1, "cache")
+    d, _ = r.route(r.sequence_hits([5, 8]), 110)  # every warm replica holds [5]: a tie, 0 is idle
+    assert (d.replica, d.reason) == (0, "balance")
+
+
+def test_a_prefix_held_by_the_only_warm_replica_spreads_work_to_cold_ones():
+    ix = _indexes(3)
+    r = Router(ix, max_imbalance=None)
+    ix[0].insert([1], [70], "sys")  # a shared system prompt, on replica 0 only
+    d, _ = r.route(r.sequence_hits([1, 2]), 100)
+    assert (d.replica, d.reason) == (1, "balance")  # not piled onto replica 0
+    ix[1].insert([1, 2], [70, 30], "a")
+    d, _ = r.route(r.sequence_hits([1, 2, 3]), 130)  # 100 on 1 vs 70 on 0: 1 has the affinity
+    assert (d.replica, d.reason) == (1, "cache")
 
 
 def test_overloaded_replica_is_skipped_then_least_loaded():

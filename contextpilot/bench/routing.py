@@ -177,6 +177,7 @@ def run_routing(
     orders: Sequence[str] = ("conversation", "interleaved"),
     load: float = 0.8,
     max_imbalance: int | None = 2,
+    min_match: float = 0.0,
 ) -> list[RoutingRow]:
     """Every (workload, order, capacity, policy). Capacities are per
     replica, as multiples of the mean prompt (``None``: unbounded)."""
@@ -189,7 +190,16 @@ def run_routing(
                 cap = None if m is None else m * mean
                 label = "inf" if m is None else f"{m:g}x"
                 for policy in policies:
-                    fig = replay_routed(wl, order, replicas, policy, cap, load, max_imbalance=max_imbalance)
+                    fig = replay_routed(
+                        wl,
+                        order,
+                        replicas,
+                        policy,
+                        cap,
+                        load,
+                        max_imbalance=max_imbalance,
+                        min_match=min_match,
+                    )
                     rows.append(RoutingRow(wl.name, order_name, label, policy, replicas, **fig))
     return rows
 
@@ -258,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", default="conversation,interleaved")
     ap.add_argument("--load", type=float, default=0.8, help="arrival rate / no-cache service rate")
     ap.add_argument("--max-imbalance", type=int, default=2)
+    ap.add_argument("--min-match", type=float, default=0.0, help="as the server's --route-min-match")
     ap.add_argument("--data", help="path to locomo10.json")
     ap.add_argument("--no-locomo", action="store_true")
     ap.add_argument("--quick", action="store_true", help="30 questions per conversation")
@@ -272,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         [o.strip() for o in args.orders.split(",")],
         args.load,
         args.max_imbalance,
+        args.min_match,
     )
     print(table(rows))
     if args.json:

@@ -75,7 +75,8 @@ class ServerConfig:
     route_max_inflight_tokens: int | None = None
     #: in-flight requests above the least busy replica that count as overloaded
     route_max_imbalance: int | None = 2
-    #: share of a prompt a replica must hold cached for the prefix to decide
+    #: share of a prompt a replica must hold cached (beyond what every warm
+    #: replica holds) for cache affinity to decide
     route_min_match: float = 0.0
 
     @property
@@ -170,7 +171,8 @@ _HELP = {
     "(default none)",
     "route_max_imbalance": "in-flight requests above the least busy replica that count as overloaded "
     "(default 2; none: off)",
-    "route_min_match": "share of a prompt a replica must hold cached for cache affinity to count (default 0)",
+    "route_min_match": "share of a prompt a replica must hold cached, beyond what every warm replica "
+    "holds, for cache affinity to count (default 0: any)",
 }
 
 

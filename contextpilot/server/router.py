@@ -16,10 +16,14 @@ Policy ``cache-aware``:
    ``max_inflight``, its in-flight prompt tokens reach its
    ``max_inflight_tokens``, or it has ``max_imbalance`` more in-flight
    requests than the least busy replica;
-2. among replicas not overloaded, the one holding the longest cached prefix
-   wins, if that prefix is > 0 tokens and at least ``min_match`` of the
-   prompt; ties go to the least loaded (reason ``cache``, or ``spill`` when
-   a replica with a longer prefix was skipped for being overloaded);
+2. a replica's *affinity* is its cached prefix beyond what every warm
+   replica (one whose index holds anything) has of this request: a system
+   prompt all replicas hold decides nothing, and while only one replica is
+   warm, new work spreads to cold ones (at most R - 1 requests pay for
+   that). Among replicas not overloaded, the one with the highest affinity
+   wins if it is > 0 and at least ``min_match`` of the prompt's tokens;
+   ties go to the least loaded (reason ``cache``, or ``spill`` when a
+   replica with a longer prefix was skipped for being overloaded);
 3. else the least loaded replica not overloaded (``balance``);
 4. when every replica is overloaded, the least loaded of all (``overload``).
 
@@ -188,14 +192,19 @@ class Router:
     # -- decisions --------------------------------------------------------------
 
     def route(
-        self, hits: Sequence[int] | None, tokens: int, acquire: bool = True
+        self,
+        hits: Sequence[int] | None,
+        tokens: int,
+        acquire: bool = True,
+        min_match: float | None = None,
     ) -> tuple[Decision, Lease | None]:
         """Choose a replica for a request of ``tokens`` prompt tokens whose
         cached prefix per replica is ``hits`` (``None``: unknown, e.g.
         passthrough). With ``acquire`` the request is counted in flight
-        there until the returned lease is released."""
+        there until the returned lease is released. ``min_match``
+        overrides the router's for this request."""
         with self._lock:
-            d = self._choose(hits, tokens)
+            d = self._choose(hits, tokens, self.min_match if min_match is None else min_match)
             self._count(d)
             lease = self._acquire(d.replica, tokens) if acquire else None
         return d, lease
@@ -248,7 +257,7 @@ class Router:
             return True
         return self.max_imbalance is not None and ld.inflight - least >= self.max_imbalance
 
-    def _choose(self, hits: Sequence[int] | None, tokens: int) -> Decision:
+    def _choose(self, hits: Sequence[int] | None, tokens: int, min_match: float) -> Decision:
         n = len(self.indexes)
         if n == 1:
             return Decision(0, "single", tuple(hits or ()), tokens)
@@ -265,10 +274,13 @@ class Router:
         h = tuple(int(x) for x in hits)
         if not open_:
             return Decision(min(everyone, key=self._load_key), "overload", h, tokens)
-        best = max(h[i] for i in open_)
-        if best > 0 and best >= self.min_match * tokens:
-            i = min((j for j in open_ if h[j] == best), key=self._load_key)
-            return Decision(i, "spill" if max(h) > best else "cache", h, tokens)
+        warm = [h[i] for i in everyone if getattr(self.indexes[i], "tokens", 0) > 0]
+        base = min(warm) if warm else 0  # held by every warm replica: no reason to pick one
+        adv = [max(0, x - base) for x in h]
+        best = max(adv[i] for i in open_)
+        if best > 0 and best >= min_match * tokens:
+            i = min((j for j in open_ if adv[j] == best), key=self._load_key)
+            return Decision(i, "spill" if max(h) > h[i] else "cache", h, tokens)
         return Decision(min(open_, key=self._load_key), "balance", h, tokens)
 
     # -- batches ----------------------------------------------------------------
