@@ -12,5 +12,5 @@ if [ -z "${CONTEXTPILOT_LOCOMO:-}" ] && ! "$PY" -c 'import sys; from contextpilo
 fi
 CONTEXTPILOT_ROUTING_TESTS=1 "$PY" -m pytest -q -rs -s tests/test_routing_server.py tests/test_routing_replay.py
 echo "routing: benchmark, quick (python -m contextpilot.bench --routing-replicas 4 --quick)"
-"$PY" -m contextpilot.bench --routing-replicas 4 --quick --out .ci-bench-routing
+"$PY" -m contextpilot.bench --routing-replicas 4 --quick --out .ci-bench/routing
 echo "routing: done in $((SECONDS - t0)) s"
