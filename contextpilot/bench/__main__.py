@@ -15,6 +15,7 @@ Examples::
     python -m contextpilot.bench --engine llama-server # + real llama-server replay
     python -m contextpilot.bench --engine-url http://gpu-box:8000 --engine-model my-model
     python -m contextpilot.bench --external "ref=/venv/bin/python scripts/reference_planner.py"
+    python -m contextpilot.bench --routing-replicas 4  # only the routing comparison (R replicas)
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--engine-runs", type=int, default=2, help="replays of each order (alternating)")
     ap.add_argument("--build", action="store_true", help="build llama-server if not cached (~7 min)")
+    ap.add_argument(
+        "--routing-replicas",
+        type=int,
+        metavar="R",
+        help="only compare routing (cache-aware, round-robin, random, least-loaded) over R replicas",
+    )
     return ap.parse_args(argv)
 
 
@@ -203,6 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m contextpilot.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": report.machine(),
     }
+    if args.routing_replicas:
+        from contextpilot.bench import routing
+
+        if args.routing_replicas < 2:
+            raise SystemExit("--routing-replicas needs at least 2 replicas")
+        rows = routing.run_routing(
+            routing.workloads(args.data, args.quick, args.no_locomo), args.routing_replicas
+        )
+        print(routing.table(rows))
+        results["routing"] = [r.to_dict() for r in rows]
+        report.write_json(out_dir / "results.json", results)
+        print(f"wrote {out_dir / 'results.json'}")
+        return 0
     results["workloads"] = run_simulated(args, externals)
     if args.scale:
         from contextpilot.bench.scale import FULL_SIZES, QUICK_SIZES, series

@@ -1,6 +1,16 @@
 """Index endpoints: /reorder (and its deprecated aliases), /deduplicate,
 /evict, /reset, /sessions, /requests. Planning runs in a worker thread so
-the event loop never blocks; the pilot's lock makes concurrent calls safe."""
+the event loop never blocks; the pilot's lock makes concurrent calls safe.
+
+With several engine replicas (one live index each), a stateful ``/reorder``
+plans each context for one replica and says which in ``replicas``: the one
+named by ``replica`` if given; else one context goes where the router finds
+its heaviest cached path (load permitting), and a batch is split along its
+prefix-sharing groups (:meth:`Router.assign_groups`), each replica's share
+planned against its own index. Send each request through the proxy with
+its ``request_id`` and it reaches that replica. ``/evict`` drops ids from
+the replica named in the notice, or from whichever replica holds them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +20,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from contextpilot.core.blocks import ContextError
+from contextpilot.core.blocks import Block, BlockTable, ContextError, validate_contexts
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.ids import is_health_check, normalize_request_id
+from contextpilot.core.index import EvictionReport
+from contextpilot.core.pilot import ReorderResult
+from contextpilot.core.planner import plan
 from contextpilot.server.models import (
     DedupRequest,
     DedupResponse,
@@ -23,6 +36,7 @@ from contextpilot.server.models import (
     ReorderRequest,
     ReorderResponse,
 )
+from contextpilot.server.replicas import Replica
 from contextpilot.server.state import ServerState, get_state
 
 __all__ = ["router"]
@@ -72,9 +86,16 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
                 check_hint_template(req.hint_template)
             except ValueError as e:
                 raise unprocessable(["hint_template"], str(e)) from None
+    reps = st.replicas
+    pinned = _replica(st, req.replica, ["replica"]) if req.replica is not None else None
+    use_state = not (st.config.stateless if stateless is None else stateless)
+    names: list[str] | None = None
     t0 = time.perf_counter()
     try:
-        r = st.pilot.reorder_detailed(req.contexts, stateless=stateless)
+        if reps.multi and use_state:
+            r, names = _routed_reorder(st, req.contexts, pinned)
+        else:
+            r = st.pilot.reorder_detailed(req.contexts, stateless=stateless)
     except ContextError as e:
         raise _context_error(e) from None
     st.planning.observe(time.perf_counter() - t0)
@@ -104,11 +125,72 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
             "planning_ms": round(1000 * r.planning_seconds, 3),
             "total_tokens": r.total_tokens,
             "cached_tokens_estimate": sum(r.cached_tokens),
-            "live_requests": len(st.pilot.index),
+            "live_requests": sum(len(x.pilot.index) for x in reps),
         },
         deduplication=dedup,
         scheduled_contexts=r.reordered if schedule else None,
+        replicas=names,
     )
+
+
+def _replica(st: ServerState, ref: str, loc: list[Any]) -> Replica:
+    """The replica a request names; 422 naming the field if unknown."""
+    found = st.replicas.find(ref)
+    if found is None:
+        raise unprocessable(loc, f"no replica {ref!r}; known: {', '.join(st.replicas.names())}")
+    return found
+
+
+def _keys(table: BlockTable, ctx: list[Block]) -> tuple[list[int], list[int]]:
+    ids = [table.intern(b) for b in ctx]
+    return [table.key(i) for i in ids], [table.tokens(i) for i in ids]
+
+
+def _routed_reorder(
+    st: ServerState, contexts: list[list[Block]], pinned: Replica | None
+) -> tuple[ReorderResult, list[str]]:
+    """Plan each context for one replica (see the module docstring)."""
+    reps, router = st.replicas, st.replicas.router
+    ctxs = validate_contexts(contexts)
+    table = BlockTable()
+    if pinned is not None:
+        parts = {pinned.position: list(range(len(ctxs)))}
+        for ctx in ctxs:
+            router.note(pinned.position, "pinned", sum(_keys(table, ctx)[1]))
+    elif len(ctxs) == 1:
+        keys, toks = _keys(table, ctxs[0])
+        d, _ = router.route(router.set_hits(keys, toks), sum(toks), acquire=False)
+        parts = {d.replica: [0]}
+    else:
+        groups = plan(ctxs, table=table).groups
+        seen = {i for g in groups for i in g}
+        groups += [[i] for i in range(len(ctxs)) if i not in seen]
+        hits, sizes = [], []
+        for g in groups:
+            kt = [_keys(table, ctxs[i]) for i in g]
+            keys = [k for ks, _ in kt for k in ks]
+            toks = [t for _, ts in kt for t in ts]
+            hits.append(router.set_hits(keys, toks))
+            sizes.append(sum(toks))
+        parts = {}
+        for g, r in zip(groups, router.assign_groups(hits, sizes)):
+            parts.setdefault(r, []).extend(g)
+    out = ReorderResult(reordered=[], order=[], request_ids=[], groups=[], mode="initial")
+    names: list[str] = []
+    for pos in sorted(parts):
+        members = parts[pos]
+        replica = reps[pos]
+        sub = replica.pilot.reorder_detailed([ctxs[i] for i in members])
+        out.reordered += sub.reordered
+        out.order += [members[j] for j in sub.order]
+        out.request_ids += sub.request_ids
+        out.groups += [[members[j] for j in g] for g in sub.groups]
+        out.cached_tokens += sub.cached_tokens
+        out.total_tokens += sub.total_tokens
+        if sub.mode == "incremental":
+            out.mode = "incremental"
+        names += [replica.name] * len(sub.reordered)
+    return out, names
 
 
 @router.post("/reorder", response_model=ReorderResponse, response_model_exclude_none=True)
@@ -159,10 +241,33 @@ async def deduplicate(req: DedupRequest, st: ServerState = Depends(get_state)) -
 
 
 def _evict(st: ServerState, req: EvictRequest) -> EvictResponse:
+    reps = st.replicas
+    named = (req.replica or "").strip() or None
+    # one replica: the notice is about it whatever the hook calls it
+    target = _replica(st, named, ["replica"]) if named and reps.multi else None
     ignored = [r for r in req.request_ids if is_health_check(r)]
     ids = list(dict.fromkeys(normalize_request_id(r) for r in req.request_ids if not is_health_check(r)))
-    rep = st.pilot.evict(ids)
+    if not reps.multi:
+        rep = st.pilot.evict(ids)
+        by = {reps.primary.name: len(rep.removed)}
+    else:
+        rep, by = EvictionReport(), {}
+        left = ids
+        for x in [target] if target is not None else list(reps):
+            assert x is not None
+            part = x.pilot.evict(left)
+            if part.removed:
+                by[x.name] = len(part.removed)
+                rep.removed += part.removed
+                rep.nodes_removed += part.nodes_removed
+                rep.tokens_removed += part.tokens_removed
+            left = part.not_found
+        rep.not_found = left
+        gone = set(rep.removed)
+        rep.removed = [i for i in ids if i in gone]  # notice order, whichever replica held them
     st.evicted.inc(len(rep.removed))
+    for name, n in by.items():
+        st.replica_evicted.inc(n, name)
     return EvictResponse(
         removed_count=len(rep.removed),
         removed=rep.removed,
@@ -170,22 +275,28 @@ def _evict(st: ServerState, req: EvictRequest) -> EvictResponse:
         normalized_request_ids=ids,
         ignored=ignored,
         nodes_removed=rep.nodes_removed,
-        requests_remaining=len(st.pilot.index),
+        requests_remaining=sum(len(x.pilot.index) for x in reps),
+        replica=named,
+        removed_by_replica=by if reps.multi else None,
     )
 
 
-@router.post("/evict", response_model=EvictResponse)
+@router.post("/evict", response_model=EvictResponse, response_model_exclude_none=True)
 async def evict(req: EvictRequest, st: ServerState = Depends(get_state)) -> EvictResponse:
     """Engine eviction notice (what the hooks call). Ids may carry engine
     decorations (``cmpl-``, ``chatcmpl-``, vLLM suffixes); unknown ids are
-    reported in ``not_found``, not errors."""
+    reported in ``not_found``, not errors. ``replica`` (name or URL) says
+    which engine evicted; without it each id is dropped from whichever
+    replica holds it (ids are globally unique). An unknown ``replica`` is a
+    422 with several replicas; with one, the notice is about that one."""
     return await run_in_threadpool(_evict, st, req)
 
 
 @router.post("/reset")
 async def reset(st: ServerState = Depends(get_state)) -> dict[str, str]:
-    """Forget the live index, history and all sessions."""
-    await run_in_threadpool(st.pilot.reset)
+    """Forget the live index (of every replica), history and all sessions."""
+    for x in st.replicas:
+        await run_in_threadpool(x.pilot.reset)
     return {"status": "success", "message": "index, history and sessions cleared"}
 
 
@@ -213,6 +324,11 @@ async def delete_session(conversation_id: str, st: ServerState = Depends(get_sta
 async def requests(
     limit: int = Query(1000, ge=1, le=100_000), st: ServerState = Depends(get_state)
 ) -> dict[str, Any]:
-    """Live request ids (oldest first, at most ``limit``)."""
-    ids = st.pilot.index.request_ids()
-    return {"num_requests": len(ids), "request_ids": ids[:limit]}
+    """Live request ids (oldest first per replica, replicas in order, at
+    most ``limit``); with several replicas also the count per replica."""
+    per = {x.name: x.pilot.index.request_ids() for x in st.replicas}
+    ids = [i for lst in per.values() for i in lst]
+    out: dict[str, Any] = {"num_requests": len(ids), "request_ids": ids[:limit]}
+    if st.replicas.multi:
+        out["replicas"] = {name: len(lst) for name, lst in per.items()}
+    return out

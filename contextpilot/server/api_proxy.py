@@ -9,6 +9,14 @@ the ``X-Request-Id`` header (vLLM), and returned in the
 is returned unchanged. The request is recorded in the live index (message
 contents as blocks) unless the id is already live (e.g. from ``/reorder``),
 in which case it is only marked as used.
+
+With several replicas each request goes where the router says
+(:mod:`contextpilot.server.router`): a request id already live on a replica
+(planned by ``/reorder``, or an earlier turn) stays there (``sticky``);
+otherwise its blocks are matched against every replica's index. It is
+recorded in the chosen replica's index, counted in flight there until the
+engine's answer (or stream) ends, and the replica is named in the
+``X-ContextPilot-Replica`` response header.
 """
 
 from __future__ import annotations
@@ -16,16 +24,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from contextpilot.core.blocks import default_token_counter
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
 from contextpilot.server.engine_proxy import EngineError
 from contextpilot.server.models import WarmRequest, WarmResponse
+from contextpilot.server.replicas import Replica
+from contextpilot.server.router import Lease
 from contextpilot.server.state import ServerState, get_state
 
 __all__ = ["router"]
@@ -34,6 +46,7 @@ log = logging.getLogger("contextpilot.server")
 router = APIRouter()
 
 RID_HEADER = "X-ContextPilot-Request-Id"
+REPLICA_HEADER = "X-ContextPilot-Replica"
 
 
 def _text(content: Any) -> str | None:
@@ -93,18 +106,79 @@ async def _read_json(request: Request) -> dict[str, Any]:
     return body
 
 
+def _route(st: ServerState, blocks: list[str], rid: str | None) -> tuple[Replica, Lease]:
+    """Choose the replica, record the request in its index (unless
+    ``rid`` is None: passthrough), count it in flight there."""
+    reps, router = st.replicas, st.replicas.router
+    if not reps.multi:
+        if blocks and rid is not None:
+            st.pilot.record(blocks, rid)
+        return reps.primary, router.acquire(0, sum(map(default_token_counter, blocks)), "single")
+    held = reps.holding(rid) if rid is not None else None
+    if held is not None:  # planned for (or already served by) this replica's cache
+        if blocks:
+            held.pilot.record(blocks, rid)
+        return held, router.acquire(held.position, sum(map(default_token_counter, blocks)), "sticky")
+    if not blocks or rid is None:
+        d, lease = router.route(None, sum(map(default_token_counter, blocks)))
+    else:
+        keys, tokens = reps.keys(blocks)
+        d, lease = router.route(router.sequence_hits(keys), sum(tokens))
+    replica = reps[d.replica]
+    if blocks and rid is not None:
+        replica.pilot.record(blocks, rid)
+    assert lease is not None
+    return replica, lease
+
+
+async def _released(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[Any]:
+    """A relayed stream that ends the replica's in-flight count when it ends."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        lease.release()
+
+
+async def _send(
+    st: ServerState,
+    replica: Replica,
+    lease: Lease,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None,
+    stream: bool,
+    extra: dict[str, str],
+) -> Response:
+    try:
+        resp, raw = await replica.proxy.post(path, body, headers=headers, stream=stream)
+    except EngineError as e:
+        lease.release()
+        st.engine_errors.inc(1, e.kind)
+        st.replica_errors.inc(1, replica.name, e.kind)
+        return e.response(headers=extra or None)
+    st.replica_proxied.inc(1, replica.name)
+    if isinstance(resp, StreamingResponse):
+        resp.body_iterator = _released(resp.body_iterator, lease)
+    else:
+        lease.release()
+    if extra:
+        resp.headers.update(extra)
+    if raw is not None and not st.config.passthrough:
+        _account_usage(st, raw, replica.name)
+    return resp
+
+
 async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> Response:
     body = await _read_json(request)
     stream = bool(body.get("stream"))
     endpoint = path.rsplit("/", 1)[-1]
     st.proxied.inc(1, endpoint)
+    multi = st.replicas.multi
     if st.config.passthrough:
-        try:
-            resp, _ = await st.proxy.post(path, body, stream=stream)
-        except EngineError as e:
-            st.engine_errors.inc(1, e.kind)
-            return e.response()
-        return resp
+        replica, lease = await run_in_threadpool(_route, st, [], None)
+        extra = {REPLICA_HEADER: replica.name} if multi else {}
+        return await _send(st, replica, lease, path, body, None, stream, extra)
     given = body.get("rid") or body.get("request_id")
     rid = normalize_request_id(str(given)) if given else new_request_id()
     body["rid"] = rid
@@ -112,23 +186,16 @@ async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> 
     headers = {"X-Request-Id": rid}
     saved = _dedup_messages(body, st.config.chunk_modulus) if chat and st.config.dedup_passages else 0
     blocks = _blocks(body, chat)
-    if blocks:
-        await run_in_threadpool(st.pilot.record, blocks, rid)
+    replica, lease = await run_in_threadpool(_route, st, blocks, rid)
     extra = {RID_HEADER: rid}
     if saved:
         extra["X-ContextPilot-Dedup-Chars-Saved"] = str(saved)
-    try:
-        resp, raw = await st.proxy.post(path, body, headers=headers, stream=stream)
-    except EngineError as e:
-        st.engine_errors.inc(1, e.kind)
-        return e.response(headers=extra)
-    resp.headers.update(extra)
-    if raw is not None:
-        _account_usage(st, raw)
-    return resp
+    if multi:
+        extra[REPLICA_HEADER] = replica.name
+    return await _send(st, replica, lease, path, body, headers, stream, extra)
 
 
-def _account_usage(st: ServerState, raw: bytes) -> None:
+def _account_usage(st: ServerState, raw: bytes, replica: str) -> None:
     try:
         usage = json.loads(raw).get("usage") or {}
         prompt = int(usage.get("prompt_tokens") or 0)
@@ -137,6 +204,8 @@ def _account_usage(st: ServerState, raw: bytes) -> None:
         return  # not JSON (or not ours to read): the body still passes through
     st.prompt_tokens.inc(prompt)
     st.cached_tokens.inc(cached)
+    st.replica_prompt_tokens.inc(prompt, replica)
+    st.replica_cached_tokens.inc(cached, replica)
 
 
 @router.post("/v1/completions")
@@ -151,10 +220,13 @@ async def chat_completions(request: Request, st: ServerState = Depends(get_state
     return await _forward(request, st, "/v1/chat/completions", chat=True)
 
 
-@router.post("/warm", response_model=WarmResponse)
+@router.post("/warm", response_model=WarmResponse, response_model_exclude_none=True)
 async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmResponse:
     """Pre-fill the engine's cache with hot prefixes (system prompts, popular
-    blocks): each is sent with ``max_tokens: 1``, ``concurrency`` at a time."""
+    blocks): each is sent with ``max_tokens: 1``, ``concurrency`` at a time.
+    With several replicas: to the one named by ``replica``, else to every
+    replica (an item succeeds when it succeeded on all of them; per-replica
+    results and ids are under ``replicas``)."""
     items: list[tuple[str, list[str]]] = [(p, [p]) for p in req.prefixes or []]
     items += [("\n\n".join(b), list(b)) for b in req.blocks or []]
     if not items:
@@ -162,12 +234,28 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
             422,
             detail=[{"type": "value_error", "loc": ["body", "prefixes"], "msg": "give prefixes or blocks"}],
         )
+    if req.replica is not None:
+        one_replica = st.replicas.find(req.replica)
+        if one_replica is None:
+            raise HTTPException(
+                422,
+                detail=[
+                    {
+                        "type": "value_error",
+                        "loc": ["body", "replica"],
+                        "msg": f"no replica named {req.replica!r}; known: {', '.join(st.replicas.names())}",
+                    }
+                ],
+            )
+        targets = [one_replica]
+    else:
+        targets = list(st.replicas)
     sem = asyncio.Semaphore(req.concurrency)
-    ok: list[int] = []
-    failed: list[dict[str, Any]] = []
-    rids: list[str | None] = [None] * len(items)
+    ok: dict[str, list[int]] = {r.name: [] for r in targets}
+    failed: dict[str, list[dict[str, Any]]] = {r.name: [] for r in targets}
+    rids: dict[str, list[str | None]] = {r.name: [None] * len(items) for r in targets}
 
-    async def one(i: int, text: str, blocks: list[str]) -> None:
+    async def one(replica: Replica, i: int, text: str, blocks: list[str]) -> None:
         rid = new_request_id()
         body: dict[str, Any] = {
             "prompt": text,
@@ -180,22 +268,46 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
             body["model"] = req.model
         async with sem:
             try:
-                resp, _ = await st.proxy.post("/v1/completions", body, headers={"X-Request-Id": rid})
+                resp, _ = await replica.proxy.post("/v1/completions", body, headers={"X-Request-Id": rid})
             except EngineError as e:
                 st.engine_errors.inc(1, e.kind)
-                failed.append({"index": i, "status": e.status, "error": e.message})
+                st.replica_errors.inc(1, replica.name, e.kind)
+                failed[replica.name].append({"index": i, "status": e.status, "error": e.message})
                 return
         if resp.status_code >= 400:
-            failed.append(
+            failed[replica.name].append(
                 {"index": i, "status": resp.status_code, "error": resp.body[:500].decode(errors="replace")}
             )
             return
-        await run_in_threadpool(st.pilot.record, blocks, rid)
-        ok.append(i)
-        rids[i] = rid
+        await run_in_threadpool(replica.pilot.record, blocks, rid)
+        ok[replica.name].append(i)
+        rids[replica.name][i] = rid
 
-    await asyncio.gather(*(one(i, t, b) for i, (t, b) in enumerate(items)))
-    status = "success" if not failed else ("partial" if ok else "failed")
+    await asyncio.gather(*(one(r, i, t, b) for r in targets for i, (t, b) in enumerate(items)))
+    good = set(range(len(items)))
+    for r in targets:
+        good &= set(ok[r.name])
+    bad = [f for r in targets for f in failed[r.name]]
+    status = "success" if not bad else ("partial" if any(ok.values()) else "failed")
+    first = targets[0].name
+    per = None
+    if st.replicas.multi:
+        per = {
+            r.name: {
+                "succeeded": sorted(ok[r.name]),
+                "failed": sorted(failed[r.name], key=lambda f: f["index"]),
+                "request_ids": rids[r.name],
+            }
+            for r in targets
+        }
     return WarmResponse(
-        status=status, succeeded=sorted(ok), failed=sorted(failed, key=lambda f: f["index"]), request_ids=rids
+        status=status,
+        succeeded=sorted(good),
+        failed=sorted(failed[first], key=lambda f: f["index"])
+        if len(targets) == 1
+        else sorted(
+            ({**f, "replica": r.name} for r in targets for f in failed[r.name]), key=lambda f: f["index"]
+        ),
+        request_ids=rids[first],
+        replicas=per,
     )

@@ -18,10 +18,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from contextpilot import __version__
-from contextpilot.core.pilot import ContextPilot
 from contextpilot.server import api_index, api_proxy
 from contextpilot.server.config import ServerConfig
-from contextpilot.server.engine_proxy import EngineProxy
+from contextpilot.server.replicas import build_replicas
 from contextpilot.server.state import ServerState, get_state
 
 __all__ = ["create_app"]
@@ -54,17 +53,9 @@ CLEANUP_SECONDS = 30.0
 
 
 def create_app(config: ServerConfig) -> FastAPI:
-    pilot = ContextPilot(
-        stateless=config.stateless,
-        capacity_tokens=config.capacity_tokens,
-        ttl=config.ttl,
-        max_conversations=config.max_sessions,
-        conversation_ttl=config.session_ttl,
-    )
-    proxy = EngineProxy(
-        config.infer_api_url, config.engine_connect_timeout, config.engine_timeout, config.engine_api_key
-    )
-    state = ServerState(config, pilot, proxy)
+    # one live index and engine proxy per replica; with one, today's server
+    replicas = build_replicas(config)
+    state = ServerState(config, replicas.primary.pilot, replicas.primary.proxy, replicas=replicas)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,13 +66,15 @@ def create_app(config: ServerConfig) -> FastAPI:
             config.host,
             config.port,
             "stateless" if config.stateless else "stateful",
-            config.infer_api_url,
+            ", ".join(f"{r.name}={r.url}" for r in replicas),
         )
+        if replicas.multi:
+            log.info("routing %s over %d replicas", config.routing, len(replicas))
         try:
             yield
         finally:
             task.cancel()
-            await proxy.close()
+            await replicas.close()
 
     app = FastAPI(
         title="contextpilot",
@@ -125,24 +118,31 @@ def create_app(config: ServerConfig) -> FastAPI:
             "version": __version__,
             "status": "running",
             "mode": "stateless" if st.config.stateless else "live",
-            "index_initialized": len(st.pilot.index) > 0,
+            "index_initialized": any(len(r.pilot.index) > 0 for r in st.replicas),
         }
 
     @app.get("/health")
     async def health(st: ServerState = Depends(get_state)) -> dict[str, Any]:
-        """Always 200 while the server runs; says whether the engine answers."""
-        return {
+        """Always 200 while the server runs; says whether the engine answers
+        (``engine``: the first replica; ``replicas``: each, when several)."""
+        out = {
             "status": "ready",
             "mode": "stateless" if st.config.stateless else "live",
             "eviction_enabled": not st.config.stateless,
             "uptime_seconds": round(time.time() - st.started, 1),
             "engine": await st.proxy.probe(),
         }
+        if st.replicas.multi:
+            probes = await asyncio.gather(*(r.proxy.probe() for r in st.replicas))
+            out["replicas"] = [{"name": r.name, **p} for r, p in zip(st.replicas, probes)]
+        return out
 
     @app.get("/stats")
     async def stats(st: ServerState = Depends(get_state)) -> dict[str, Any]:
         return {
-            "index_stats": st.pilot.stats(),
+            "index_stats": st.replicas.index_stats(),
+            "replicas": st.replica_stats(),
+            "routing": {"policy": st.config.routing, "replicas": len(st.replicas)},
             "server": {
                 "planned_requests": st.planned.value(),
                 "engine_prompt_tokens": st.prompt_tokens.value(),
@@ -181,7 +181,8 @@ async def _cleanup(state: ServerState) -> None:
     while True:
         await asyncio.sleep(CLEANUP_SECONDS)
         try:
-            await asyncio.to_thread(state.pilot.index.expire)
+            for r in state.replicas:
+                await asyncio.to_thread(r.pilot.index.expire)
             await asyncio.to_thread(state.pilot.sessions)
         except Exception:  # never let housekeeping kill the server
             log.exception("cleanup failed")

@@ -30,11 +30,20 @@ def _opt_float(v: str) -> float | None:
     return None if v.strip().lower() in ("", "none", "inf") else float(v)
 
 
+def _opt_int(v: str) -> int | None:
+    return None if v.strip().lower() in ("", "none", "inf", "off") else int(v)
+
+
+#: routing policies across engine replicas (see contextpilot.server.router)
+ROUTING = ("cache-aware", "round-robin", "random", "least-loaded")
+
+
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     stateless: bool = False
+    #: engine base URL; several (comma-separated, or the flag repeated) are replicas
     infer_api_url: str = "http://localhost:30000"
     #: bearer token required on every endpoint but /health (None: open)
     api_key: str | None = None
@@ -57,15 +66,42 @@ class ServerConfig:
     #: forward proxied requests untouched (no request ids, no recording)
     passthrough: bool = False
     max_body_bytes: int = 32 * 2**20
+    #: JSON/TOML list of engine replicas (replaces infer_api_url when set)
+    engines_file: str | None = None
+    #: how requests are spread over replicas
+    routing: str = "cache-aware"
+    #: per-replica in-flight requests / prompt tokens that count as overloaded
+    route_max_inflight: int | None = None
+    route_max_inflight_tokens: int | None = None
+    #: in-flight requests above the least busy replica that count as overloaded
+    route_max_imbalance: int | None = 2
+    #: share of a prompt a replica must hold cached (beyond what every warm
+    #: replica holds) for cache affinity to decide
+    route_min_match: float = 0.0
+
+    @property
+    def engine_urls(self) -> list[str]:
+        """The engine URLs given by --infer-api-url (one per replica)."""
+        return self.infer_api_url.split(",")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1..65535, got {self.port}")
         if self.chunk_modulus < 1:
             raise ValueError("chunk_modulus must be >= 1")
-        if not self.infer_api_url.startswith(("http://", "https://")):
-            raise ValueError(f"infer_api_url must be an http(s) URL, got {self.infer_api_url!r}")
-        self.infer_api_url = self.infer_api_url.rstrip("/")
+        urls = [u.strip().rstrip("/") for u in self.infer_api_url.split(",")]
+        for u in urls:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"infer_api_url must be an http(s) URL, got {u!r}")
+        self.infer_api_url = ",".join(urls)
+        if self.routing not in ROUTING:
+            raise ValueError(f"routing must be one of {', '.join(ROUTING)}, got {self.routing!r}")
+        for name in ("route_max_inflight", "route_max_inflight_tokens", "route_max_imbalance"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 (or none)")
+        if not 0.0 <= self.route_min_match <= 1.0:
+            raise ValueError("route_min_match must be in [0, 1]")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ValueError(f"unknown log level {self.log_level!r}")
         self.log_level = self.log_level.lower()
@@ -100,13 +136,20 @@ ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "engine_timeout": ("CONTEXTPILOT_ENGINE_TIMEOUT", float),
     "passthrough": ("CONTEXTPILOT_PASSTHROUGH", _bool),
     "max_body_bytes": ("CONTEXTPILOT_MAX_BODY_BYTES", int),
+    "engines_file": ("CONTEXTPILOT_ENGINES_FILE", str),
+    "routing": ("CONTEXTPILOT_ROUTING", str),
+    "route_max_inflight": ("CONTEXTPILOT_ROUTE_MAX_INFLIGHT", _opt_int),
+    "route_max_inflight_tokens": ("CONTEXTPILOT_ROUTE_MAX_INFLIGHT_TOKENS", _opt_int),
+    "route_max_imbalance": ("CONTEXTPILOT_ROUTE_MAX_IMBALANCE", _opt_int),
+    "route_min_match": ("CONTEXTPILOT_ROUTE_MIN_MATCH", float),
 }
 
 _HELP = {
     "host": "address to bind (default 127.0.0.1)",
     "port": "port (default 8765)",
     "stateless": "plan each /reorder on its own, keep no live index",
-    "infer_api_url": "inference engine base URL for the proxy (default http://localhost:30000)",
+    "infer_api_url": "inference engine base URL for the proxy (default http://localhost:30000); "
+    "repeat the flag (or separate by commas) for several replicas",
     "api_key": "require 'Authorization: Bearer KEY' on every endpoint except /health",
     "engine_api_key": "bearer token sent to the engine",
     "chunk_modulus": "content-defined chunking modulus for passage dedup (default 13)",
@@ -120,7 +163,30 @@ _HELP = {
     "engine_timeout": "seconds to wait for the engine's answer (default 120)",
     "passthrough": "proxy without request ids or recording (byte-transparent)",
     "max_body_bytes": "largest request body accepted (default 32 MiB)",
+    "engines_file": "JSON or TOML list of engine replicas {name, url, api_key, max_inflight, "
+    "max_inflight_tokens, capacity_tokens}; replaces --infer-api-url",
+    "routing": "replica choice: cache-aware (default), round-robin, random, least-loaded",
+    "route_max_inflight": "in-flight requests per replica that count as overloaded (default none)",
+    "route_max_inflight_tokens": "in-flight prompt tokens per replica that count as overloaded "
+    "(default none)",
+    "route_max_imbalance": "in-flight requests above the least busy replica that count as overloaded "
+    "(default 2; none: off)",
+    "route_min_match": "share of a prompt a replica must hold cached, beyond what every warm replica "
+    "holds, for cache affinity to count (default 0: any)",
 }
+
+
+class _UrlList(argparse.Action):
+    """``--infer-api-url`` may repeat: the first use replaces the default
+    (or the environment's value), later ones add replicas."""
+
+    SEEN = "_infer_api_url_seen"
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        seen = getattr(namespace, self.SEEN, False)
+        current = getattr(namespace, self.dest) if seen else ""
+        setattr(namespace, self.dest, f"{current},{values}" if current else values)
+        setattr(namespace, self.SEEN, True)
 
 
 def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> ServerConfig:
@@ -142,7 +208,11 @@ def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | No
     for name, (var, conv) in ENV.items():
         flag = "--" + name.replace("_", "-")
         default = values.get(name, getattr(defaults, name))
-        if conv is _bool:
+        if name == "infer_api_url":
+            ap.add_argument(flag, dest=name, action=_UrlList, default=default, help=f"{_HELP[name]} [{var}]")
+        elif name == "routing":
+            ap.add_argument(flag, dest=name, choices=ROUTING, default=default, help=f"{_HELP[name]} [{var}]")
+        elif conv is _bool:
             ap.add_argument(
                 flag,
                 dest=name,
@@ -159,8 +229,14 @@ def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | No
                 help=f"{_HELP[name]} [{var}]",
             )
     args = ap.parse_args(argv)
+    vars(args).pop(_UrlList.SEEN, None)
     try:
-        return ServerConfig(**vars(args))
+        config = ServerConfig(**vars(args))
+        if config.engines_file:  # fail at start, naming the bad entry
+            from contextpilot.server.engines import load_engines_file
+
+            load_engines_file(config.engines_file)
+        return config
     except ValueError as e:
         ap.error(str(e))
         raise  # unreachable: ap.error exits

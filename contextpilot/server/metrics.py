@@ -10,7 +10,7 @@ import bisect
 import threading
 from collections.abc import Callable, Sequence
 
-__all__ = ["Counter", "Gauge", "Histogram", "Registry"]
+__all__ = ["Counter", "Gauge", "GaugeFamily", "Histogram", "Registry"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -68,6 +68,28 @@ class Gauge(_Metric):
 
     def render(self) -> list[str]:
         return self.header() + [f"{self.name} {float(self.read()):g}"]
+
+
+class GaugeFamily(_Metric):
+    """Labelled values read at scrape time: ``read()`` maps label tuples to
+    values (e.g. one per replica; the caller keeps the label set bounded).
+    ``kind="counter"`` for monotonic totals kept elsewhere."""
+
+    def __init__(
+        self,
+        name: str,
+        help_: str,
+        labels: Sequence[str],
+        read: Callable[[], dict[tuple[str, ...], float]],
+        kind: str = "gauge",
+    ) -> None:
+        super().__init__(name, help_, labels)
+        self.read = read
+        self.kind = kind
+
+    def render(self) -> list[str]:
+        items = sorted(self.read().items())
+        return self.header() + [f"{self.name}{_labels(self.label_names, k)} {float(v):g}" for k, v in items]
 
 
 class Histogram(_Metric):

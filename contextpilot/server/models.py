@@ -36,6 +36,9 @@ class ReorderRequest(_Model):
     conversation_id: str | None = Field(None, min_length=1, description="conversation of every context")
     conversation_ids: list[str] | None = Field(None, description="conversation of each context")
     hint_template: str | None = Field(None, description="dedup hint; fields {ref} {preview} {index}")
+    replica: StrictStr | None = Field(
+        None, description="several replicas: plan for this one (name or URL) instead of routing"
+    )
     initial_tokens_per_context: int = Field(0, ge=0, description="accepted for compatibility; no effect")
     alpha: float | None = Field(None, description="accepted for compatibility; no effect")
     use_gpu: bool | None = Field(None, description="accepted for compatibility; set at server start")
@@ -78,6 +81,9 @@ class ReorderResponse(_Model):
     stats: dict[str, Any]
     deduplication: DedupSummary | None = None
     scheduled_contexts: list[list[BlockT]] | None = Field(None, description="/schedule only")
+    replicas: list[str] | None = Field(
+        None, description="several replicas: the replica each reordered context is planned for"
+    )
 
 
 class DedupRequest(_Model):
@@ -96,6 +102,11 @@ class DedupResponse(_Model):
 
 class EvictRequest(_Model):
     request_ids: list[StrictStr] = Field(description="ids as the engine reports them (normalised here)")
+    replica: StrictStr | None = Field(
+        None,
+        description="the engine replica that evicted (name or URL, as the hooks' CONTEXTPILOT_REPLICA); "
+        "default: whichever replica holds each id",
+    )
 
 
 class EvictResponse(_Model):
@@ -111,6 +122,8 @@ class EvictResponse(_Model):
     )
     nodes_removed: int
     requests_remaining: int
+    replica: str | None = Field(None, description="the replica named in the notice, if any")
+    removed_by_replica: dict[str, int] | None = Field(None, description="with several replicas")
 
 
 class WarmRequest(_Model):
@@ -118,10 +131,12 @@ class WarmRequest(_Model):
     blocks: list[list[StrictStr]] | None = Field(None, description="block lists, joined like a prompt")
     model: str | None = None
     concurrency: int = Field(4, ge=1, le=64)
+    replica: StrictStr | None = Field(None, description="warm only this replica (name or URL); default all")
 
 
 class WarmResponse(_Model):
     status: str
     succeeded: list[int]
     failed: list[dict[str, Any]]
-    request_ids: list[str | None]
+    request_ids: list[str | None] = Field(description="ids on the (first) replica warmed")
+    replicas: dict[str, dict[str, Any]] | None = Field(None, description="per replica, when several")
