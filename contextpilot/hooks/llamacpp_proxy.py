@@ -335,6 +335,7 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         st.requests[label] += 1
         body = await _read_json(request, config.max_body_bytes)
         rid = _request_id(body, request)
+        model = body.get("model") if isinstance(body.get("model"), str) else None
         if chat is None:
             prompt = completion_prompt(body.get("prompt"))
             stream = bool(body.get("stream"))
@@ -374,14 +375,14 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
             st.settle(rid, prompt, result)
             if chat is None:
                 return Response(raw, status_code=200, headers=_headers(resp, rid))
-            out = openai_response(result, chat=chat, rid=rid, model=body.get("model"))
+            out = openai_response(result, chat=chat, rid=rid, model=model)
             return JSONResponse(out, headers={RID_HEADER: rid})
         translator = None
         if chat is not None:
             opts = body.get("stream_options")
             include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
             translator = StreamTranslator(
-                chat=chat, rid=rid, model=body.get("model"), include_usage=include_usage
+                chat=chat, rid=rid, model=model, include_usage=include_usage
             )
         return StreamingResponse(
             _relay(st, resp, rid, prompt, translator),
