@@ -139,10 +139,12 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0) -> F
             for i, s in enumerate(slots):
                 item: dict[str, Any] = {"id": i, "n_ctx": n_ctx, "is_processing": s["busy"]}
                 if s["task"] is not None:
+                    # like llama-server: a released slot's stats are reset, so an
+                    # idle slot reports no cached count
                     item.update(
                         id_task=s["task"],
                         n_prompt_tokens=len(s["tokens"]),
-                        n_prompt_tokens_cache=s["cache_n"],
+                        n_prompt_tokens_cache=s["cache_n"] if s["busy"] else 0,
                     )
                 out.append(item)
             return out

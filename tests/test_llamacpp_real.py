@@ -45,11 +45,14 @@ def stack() -> Iterator[tuple[LlamaServer, Proc, Proc]]:
     except ImportError:
         _skip_or_fail("the gguf package is missing (pip install -e '.[bench]')")
     port = free_port()
-    with tiny_model(64, 2) as model, LlamaServer(binary, model, ctx=8192, parallel=2) as engine:
-        # polling on, fast: it must agree with what the answers say
-        with proxy(engine.url, f"http://127.0.0.1:{port}", SLOTS_POLL_INTERVAL="0.2") as prx:
-            with server(prx.url, port=port) as srv:
-                yield engine, prx, srv
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLAMA_SERVER_SLOTS_DEBUG", "1")  # GET /slots then shows each slot's prompt text
+        with tiny_model(64, 2) as model, LlamaServer(binary, model, ctx=8192, parallel=2) as engine:
+            mp.delenv("LLAMA_SERVER_SLOTS_DEBUG")
+            # polling on, fast: it must agree with what the answers say
+            with proxy(engine.url, f"http://127.0.0.1:{port}", SLOTS_POLL_INTERVAL="0.2") as prx:
+                with server(prx.url, port=port) as srv:
+                    yield engine, prx, srv
 
 
 # long enough that the shared chat-template opening stays under llama-server's
@@ -73,7 +76,7 @@ def test_engine_evictions_reach_the_index_exactly(stack):
 
     # the engine's own view agrees: one slot holds Bravo's second turn, the other Echo
     slots = httpx.get(engine.url + "/slots", timeout=10).json()
-    prompts = {s["id"]: s.get("prompt", "") for s in slots}
+    prompts = {s["id"]: s.get("prompt", "").replace("\u2581", " ") for s in slots}  # SPM spaces
     assert len(prompts) == 2
     bravo = next(i for i, p in prompts.items() if "Bravo" in p)
     echo = next(i for i, p in prompts.items() if "Echo" in p)

@@ -381,9 +381,7 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         if chat is not None:
             opts = body.get("stream_options")
             include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
-            translator = StreamTranslator(
-                chat=chat, rid=rid, model=model, include_usage=include_usage
-            )
+            translator = StreamTranslator(chat=chat, rid=rid, model=model, include_usage=include_usage)
         return StreamingResponse(
             _relay(st, resp, rid, prompt, translator),
             status_code=200,

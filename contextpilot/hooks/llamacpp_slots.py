@@ -253,7 +253,9 @@ class SlotTracker:
         - if its ``id_task`` changed although no answer of ours came for this
           slot since the last poll, someone else used it: entries longer than
           that task's ``n_prompt_tokens_cache`` are gone, and the content is
-          no longer known.
+          no longer known. (llama-server resets a released slot's stats, so an
+          idle slot reports 0 there: all its entries are reported, since how
+          much the other client reused cannot be told.)
         Slots missing from the answer lose everything."""
         by_id: dict[int, dict[str, Any]] = {}
         for item in slots:
