@@ -103,5 +103,16 @@ def test_engine_evictions_reach_the_index_exactly(stack):
     assert stats["evictions"]["by_poll"] == 0 and stats["poll"]["polls"] > 0
     assert stats["evictions"]["notifier"]["sent"] == 4 and stats["evictions"]["notifier"]["failed"] == 0
     assert stats["errors"] == {}
-    # and the index kept everything it should: the ids it still has are exactly e and f
     assert live(srv.url) >= {e, f}
+
+    # a client talking to llama-server directly takes the LRU slot (Echo's): GET /slots polling
+    # notices the foreign task and e goes too
+    r = httpx.post(
+        engine.url + "/completion",
+        json={"prompt": text_to_tokens("Golf. " + BODY), "n_predict": 1},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.json()["id_slot"] == echo
+    assert wait_live(srv.url, {f}, {a, b, c, d, e, f}) == {f}
+    stats = httpx.get(prx.url + "/stats", timeout=10).json()
+    assert stats["evictions"]["by_poll"] == 1 and stats["tracker"]["foreign_tasks"] == 1
