@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Real llama-server: build it (or reuse the cached build in ~/.cache/contextpilot),
+# then run the llama.cpp proxy's end-to-end eviction test on it:
+# contextpilot server -> proxy -> llama-server -np 2 --cache-ram 0 (tiny GGUF).
+# First run: about 7 minutes of build on 2 cores; later runs: about 30 s.
+set -euo pipefail
+PY="${CP_PYTHON:-python3}"
+t0=$SECONDS
+
+missing=()
+for tool in cmake c++ make; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing build tools (${missing[*]}) from Debian ..."
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake g++ make >/dev/null
+  missing=()
+  for tool in cmake c++ make; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "############################################################################"
+  echo "SKIPPED: real llama-server test NOT RUN: no ${missing[*]} to build llama-server"
+  echo "############################################################################"
+  exit 0
+fi
+
+bin="$(nice -n 10 bash scripts/build_llama_server.sh)"
+echo "llama-server: $bin (ready after $((SECONDS - t0)) s)"
+
+t1=$SECONDS
+CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no:cacheprovider \
+  tests/test_llamacpp_real.py
+echo "ran: tests/test_llamacpp_real.py on the real llama-server in $((SECONDS - t1)) s" \
+  "(step total $((SECONDS - t0)) s)"
