@@ -42,10 +42,10 @@ RANK_KEY = "contextpilot_rank"
 DEDUP_KEY = "contextpilot_deduplicated"
 REQUEST_KEY = "contextpilot_request_id"
 
-#: Text of a repeated document; fields ``{label}`` (its id, or a hash label)
-#: and ``{preview}`` (its first non-empty line). Never its position, so a
-#: note is the same text wherever it lands and stays cacheable.
-DEFAULT_NOTE = '[Document {label} was already provided earlier in this conversation; it begins: "{preview}"]'
+#: Text of a repeated document; fields ``{preview}`` (its first non-empty
+#: line) and ``{label}`` (its quoted id, or a hash label). Never its
+#: position, so a note is the same text wherever it lands and stays cacheable.
+DEFAULT_NOTE = '[Document already provided earlier in this conversation; it begins: "{preview}"]'
 
 
 def block_key(doc: Document) -> int:

@@ -113,9 +113,12 @@ def test_dedup_replaces_repeats_with_notes_in_the_prompt(store):
     second = context_of(second_prompt)
     repeated = {i for i, _ in first} & {i for i, _ in second}
     assert repeated and {i for i, note in second if note} == repeated
-    # a note names the document and quotes its first line
-    assert f'[Document "{sorted(repeated)[0]}" was already provided' in second_prompt
-    assert CAPITALS[sorted(repeated)[0]][:20] in second_prompt
+    # a note quotes the document's first line
+    k = sorted(repeated)[0]
+    assert (
+        f'[{k}] [Document already provided earlier in this conversation; it begins: "{CAPITALS[k]}"]'
+        in second_prompt
+    )
     # another conversation (session_id, RunnableWithMessageHistory's key) gets full texts
     other = context_of(chain.invoke(Q2, config={"configurable": {"session_id": "bob"}}))
     assert not any(note for _, note in other)
@@ -128,11 +131,9 @@ def test_dedup_metadata_and_note_identity():
     out = reorder.invoke([*docs, Document("gamma")])
     by = {o.metadata[RANK_KEY]: o for o in out}
     assert [by[i].metadata[DEDUP_KEY] for i in range(3)] == [True, True, False]
-    assert (
-        by[0].page_content
-        == '[Document "a" was already provided earlier in this conversation; it begins: "alpha"]'
-    )
-    assert by[1].page_content.startswith("[Document doc-") and by[1].id is None
+    note = '[Document already provided earlier in this conversation; it begins: "alpha"]'
+    assert by[0].page_content == note
+    assert by[1].page_content.endswith('it begins: "beta"]') and by[1].id is None
     assert docs[0].page_content == "alpha\nmore"  # caller's copy untouched
     # a note is the same text every time, so the index follows it: the
     # third turn (delta most relevant) still puts the cached notes first
@@ -142,8 +143,10 @@ def test_dedup_metadata_and_note_identity():
 
 def test_custom_note_template_and_bad_template():
     reorder = ContextPilotReorder(deduplicate=True, note_template="(see {label})")
-    reorder.invoke([Document("x", id="a")])
-    assert reorder.invoke([Document("x", id="a")])[0].page_content == '(see "a")'
+    reorder.invoke([Document("x", id="a"), Document("y")])
+    out = {d.metadata[RANK_KEY]: d for d in reorder.invoke([Document("x", id="a"), Document("y")])}
+    assert out[0].page_content == '(see "a")'
+    assert out[1].page_content == "(see " + f"doc-{cp.stable_key('y'):016x}"[:12] + ")"
     with pytest.raises(ValueError, match="note_template"):
         ContextPilotReorder(note_template="{position}")
 
