@@ -36,6 +36,8 @@ plugin() {
   "$venv/bin/python" -m pip check
   "$venv/bin/python" -m pip list 2>/dev/null | grep -iE '^(contextpilot|langchain-core|langchain-classic|langchain-tests|llama-index-core|pytest) ' || true
   "$venv/bin/python" -m pytest -q -p no:cacheprovider "$dir/tests"
+  # the framework path on real text (prints hit ratios; skips without LoCoMo)
+  "$venv/bin/python" "$dir/bench/locomo_session.py"
   echo "    $name: ok in $((SECONDS - t0)) s"
 }
 

@@ -90,24 +90,32 @@ def conversation_from_config(config: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+#: Components list it again: a base later in their MRO (LangChain's
+#: ``Serializable``) would otherwise make unknown options silently ignored.
+STRICT_CONFIG = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+
 class ContextPilotOptions(BaseModel):
     """Options shared by the LangChain components, and their planning.
 
     ``pilot``: a ``contextpilot.ContextPilot`` to share between components
-    (default: a fresh local one per component); ``server_url``: use a
-    contextpilot server instead (``api_key``, ``timeout`` for it);
+    (default: a fresh local one per component, sized by
+    ``capacity_tokens``, the engine's KV cache in tokens, if given);
+    ``server_url``: use a contextpilot server instead (``api_key``,
+    ``timeout`` for it);
     ``deduplicate``: replace documents the conversation already received
     by a note; ``conversation_id``: the default conversation (else one per
     component instance; a call's ``configurable.conversation_id`` or
     ``session_id`` wins); ``note_template``: the note's text.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = STRICT_CONFIG
 
     pilot: Any = Field(default=None, exclude=True, repr=False)
     server_url: str | None = None
     api_key: str | None = Field(default=None, exclude=True, repr=False)
     timeout: float = Field(default=30.0, gt=0)
+    capacity_tokens: float | None = Field(default=None, gt=0)
     deduplicate: bool = False
     conversation_id: str | None = Field(default=None, min_length=1)
     note_template: str = DEFAULT_NOTE
@@ -122,7 +130,11 @@ class ContextPilotOptions(BaseModel):
         except (KeyError, IndexError, ValueError) as e:
             raise ValueError(f"note_template may use only {{label}} and {{preview}}: {e!r}") from None
         self._planner = Planner(
-            pilot=self.pilot, server_url=self.server_url, api_key=self.api_key, timeout=self.timeout
+            pilot=self.pilot,
+            server_url=self.server_url,
+            api_key=self.api_key,
+            timeout=self.timeout,
+            capacity_tokens=self.capacity_tokens,
         )
         # the instance in use, so callers can read its stats or send evictions
         self.pilot = self._planner.pilot

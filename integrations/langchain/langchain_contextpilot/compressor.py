@@ -15,7 +15,12 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import ensure_config
 
-from langchain_contextpilot._documents import ContextPilotOptions, check_documents, conversation_from_config
+from langchain_contextpilot._documents import (
+    STRICT_CONFIG,
+    ContextPilotOptions,
+    check_documents,
+    conversation_from_config,
+)
 
 __all__ = ["ContextPilotCompressor"]
 
@@ -23,6 +28,8 @@ __all__ = ["ContextPilotCompressor"]
 class ContextPilotCompressor(ContextPilotOptions, BaseDocumentCompressor):
     """Reorders (and optionally deduplicates) documents; ``query`` is unused:
     the order depends on what was sent before, not on the question."""
+
+    model_config = STRICT_CONFIG
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None

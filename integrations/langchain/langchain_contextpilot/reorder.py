@@ -17,7 +17,12 @@ from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackMa
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 
-from langchain_contextpilot._documents import ContextPilotOptions, check_documents, conversation_from_config
+from langchain_contextpilot._documents import (
+    STRICT_CONFIG,
+    ContextPilotOptions,
+    check_documents,
+    conversation_from_config,
+)
 
 __all__ = ["ContextPilotReorder"]
 
@@ -29,6 +34,8 @@ class ContextPilotReorder(ContextPilotOptions, RunnableSerializable[list[Documen
     Output: copies of the input documents in the order contextpilot chose,
     each with ``contextpilot_rank`` (its relevance rank) in its metadata.
     """
+
+    model_config = STRICT_CONFIG
 
     def invoke(
         self, input: list[Document], config: RunnableConfig | None = None, **kwargs: Any

@@ -22,7 +22,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from pydantic import Field
 
-from langchain_contextpilot._documents import ContextPilotOptions, check_documents, conversation_from_config
+from langchain_contextpilot._documents import (
+    STRICT_CONFIG,
+    ContextPilotOptions,
+    check_documents,
+    conversation_from_config,
+)
 
 __all__ = ["ContextPilotRetriever"]
 
@@ -30,6 +35,8 @@ __all__ = ["ContextPilotRetriever"]
 class ContextPilotRetriever(ContextPilotOptions, BaseRetriever):
     """Retrieves with ``base_retriever``, then reorders (and optionally
     deduplicates) for prefix-cache reuse."""
+
+    model_config = STRICT_CONFIG
 
     base_retriever: RetrieverLike
     k: int | None = Field(default=None, ge=1)

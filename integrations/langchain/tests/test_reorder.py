@@ -170,6 +170,8 @@ def test_bad_input_is_a_clear_error():
         ContextPilotReorder().invoke([Document("a")], config={"configurable": {"conversation_id": 5}})
     with pytest.raises(ValueError, match="server_url"):
         ContextPilotReorder(server_url="localhost:8765")
+    with pytest.raises(ValueError, match="deduplicte"):
+        ContextPilotReorder(deduplicte=True)
     with pytest.raises(ValueError, match="not both"):
         ContextPilotReorder(pilot=cp.ContextPilot(), server_url="http://x")
     out = reorder.batch([[Document("a")], ["b"]], return_exceptions=True)
@@ -182,3 +184,14 @@ def test_empty_input():
     assert reorder.invoke([]) == []
     assert reorder.batch([[], [Document("a")]])[0] == []
     assert reorder.pilot.stats()["live_requests"] == 1
+
+
+def test_capacity_sizes_the_own_pilot_with_real_lengths():
+    reorder = ContextPilotReorder(capacity_tokens=100)
+    assert reorder.pilot.stats()["capacity_tokens"] == 100
+    reorder.invoke([Document("x" * 240, id="big")])  # 60 tokens, not a 64-token id
+    assert reorder.pilot.stats()["index_tokens"] == 60
+    reorder.invoke([Document("y" * 240, id="big2")])  # 120 > 100: the first is evicted
+    assert reorder.pilot.stats()["live_requests"] == 1
+    with pytest.raises(ValueError, match="capacity_tokens"):
+        ContextPilotReorder(capacity_tokens=100, pilot=cp.ContextPilot())

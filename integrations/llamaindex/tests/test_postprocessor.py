@@ -142,5 +142,17 @@ def test_bad_input_and_options():
         ContextPilotNodePostprocessor(server_url="localhost")
     with pytest.raises(ValueError, match="note_template"):
         ContextPilotNodePostprocessor(note_template="{index}")
+    with pytest.raises(ValueError, match="deduplicte"):
+        ContextPilotNodePostprocessor(deduplicte=True)
     with pytest.raises(ValueError, match="pilot must be"):
         ContextPilotNodePostprocessor(pilot="nope")
+
+
+def test_capacity_sizes_the_own_pilot_with_real_lengths():
+    post = ContextPilotNodePostprocessor(capacity_tokens=100)
+    post.postprocess_nodes([NodeWithScore(node=TextNode(text="x" * 240, id_="a"))])
+    assert post.pilot.stats()["index_tokens"] == 60 and post.pilot.stats()["capacity_tokens"] == 100
+    post.postprocess_nodes([NodeWithScore(node=TextNode(text="y" * 240, id_="b"))])
+    assert post.pilot.stats()["live_requests"] == 1
+    with pytest.raises(ValueError, match="capacity_tokens"):
+        ContextPilotNodePostprocessor(capacity_tokens=100, server_url="http://127.0.0.1:1")

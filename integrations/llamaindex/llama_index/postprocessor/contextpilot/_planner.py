@@ -108,8 +108,9 @@ class Planner:
     ``pilot``: an instance to share (it sees each document as a 64-token
     id unless built with a token counter for the keys); ``server_url``: a
     contextpilot server instead. With neither, a fresh local instance that
-    weighs documents by their text. Thread-safe (the pilot and the server
-    serialise planning).
+    weighs documents by their text, told the engine's cache size by
+    ``capacity_tokens`` (so it mirrors LRU evictions). Thread-safe (the
+    pilot and the server serialise planning).
     """
 
     def __init__(
@@ -119,9 +120,12 @@ class Planner:
         server_url: str | None = None,
         api_key: str | None = None,
         timeout: float = 30.0,
+        capacity_tokens: float | None = None,
     ) -> None:
         if pilot is not None and server_url is not None:
             raise ValueError("give either pilot or server_url, not both")
+        if capacity_tokens is not None and (pilot is not None or server_url is not None):
+            raise ValueError("capacity_tokens sizes the plugin's own pilot: not with pilot or server_url")
         if pilot is not None and not isinstance(pilot, cp.ContextPilot):
             raise ValueError(f"pilot must be a contextpilot.ContextPilot, got {type(pilot).__name__}")
         if server_url is not None and (
@@ -136,7 +140,7 @@ class Planner:
         self.lengths: TokenLengths | None = None
         if server_url is None and pilot is None:
             self.lengths = TokenLengths()
-            pilot = cp.ContextPilot(token_counter=self.lengths)
+            pilot = cp.ContextPilot(token_counter=self.lengths, capacity_tokens=capacity_tokens)
         self.pilot: cp.ContextPilot | None = pilot
         self._client: Any = None
         self._client_lock = threading.Lock()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.postprocessor.contextpilot._planner import Item, Placement, Planner, estimate_tokens
@@ -74,12 +74,16 @@ class ContextPilotNodePostprocessor(BaseNodePostprocessor):
     """Node postprocessor planning with contextpilot (local or server).
 
     ``pilot``: a ``contextpilot.ContextPilot`` to share (default: a fresh
-    local one per postprocessor); ``server_url``: a contextpilot server
+    local one per postprocessor, sized by ``capacity_tokens``, the engine's
+    KV cache in tokens, if given); ``server_url``: a contextpilot server
     instead (``api_key``, ``timeout``); ``deduplicate``: replace nodes the
     conversation already received by a note; ``conversation_id``: the
     conversation (default: one per postprocessor instance, i.e. per chat
     or query engine that holds it); ``note_template``: the note's text.
     """
+
+    # a misspelt option must fail, not be ignored
+    model_config = ConfigDict(extra="forbid")
 
     pilot: Any = Field(default=None, exclude=True, description="contextpilot.ContextPilot to share")
     server_url: str | None = Field(
@@ -87,6 +91,7 @@ class ContextPilotNodePostprocessor(BaseNodePostprocessor):
     )
     api_key: str | None = Field(default=None, exclude=True, repr=False)
     timeout: float = Field(default=30.0, gt=0)
+    capacity_tokens: float | None = Field(default=None, gt=0, description="engine KV cache size (own pilot)")
     deduplicate: bool = Field(default=False, description="replace repeats in the conversation by notes")
     conversation_id: str | None = Field(default=None, min_length=1)
     note_template: str = DEFAULT_NOTE
@@ -101,7 +106,11 @@ class ContextPilotNodePostprocessor(BaseNodePostprocessor):
         except (KeyError, IndexError, ValueError) as e:
             raise ValueError(f"note_template may use only {{label}} and {{preview}}: {e!r}") from None
         self._planner = Planner(
-            pilot=self.pilot, server_url=self.server_url, api_key=self.api_key, timeout=self.timeout
+            pilot=self.pilot,
+            server_url=self.server_url,
+            api_key=self.api_key,
+            timeout=self.timeout,
+            capacity_tokens=self.capacity_tokens,
         )
         self.pilot = self._planner.pilot
 
@@ -150,13 +159,17 @@ class ContextPilotNodePostprocessor(BaseNodePostprocessor):
         out = []
         for p in placement.order:
             src = nodes[p].node
-            node = src.model_copy()
             meta = {**src.metadata, RANK_KEY: p, DEDUP_KEY: p in placement.noted}
             if placement.request_id is not None:
                 meta[REQUEST_KEY] = placement.request_id
-            node.metadata = meta
-            node.excluded_llm_metadata_keys = _plus_ours(src.excluded_llm_metadata_keys)
-            node.excluded_embed_metadata_keys = _plus_ours(src.excluded_embed_metadata_keys)
+            # new containers for every field we change: the copy is shallow
+            node = src.model_copy(
+                update={
+                    "metadata": meta,
+                    "excluded_llm_metadata_keys": _plus_ours(src.excluded_llm_metadata_keys),
+                    "excluded_embed_metadata_keys": _plus_ours(src.excluded_embed_metadata_keys),
+                }
+            )
             if p in placement.noted:
                 node.set_content(self._note(src))
             out.append(NodeWithScore(node=node, score=nodes[p].score))
