@@ -195,3 +195,16 @@ def test_capacity_sizes_the_own_pilot_with_real_lengths():
     assert reorder.pilot.stats()["live_requests"] == 1
     with pytest.raises(ValueError, match="capacity_tokens"):
         ContextPilotReorder(capacity_tokens=100, pilot=cp.ContextPilot())
+
+
+def test_a_document_repeated_in_one_retrieval():
+    a, b = Document("alpha", id="a"), Document("beta", id="b")
+    out = ContextPilotReorder().invoke([a, b, a])
+    assert sorted(o.metadata[RANK_KEY] for o in out) == [0, 1, 2] and [o.id for o in out].count("a") == 2
+    # with dedup the second copy becomes a note (sent once per conversation)
+    noted = ContextPilotReorder(deduplicate=True).invoke([a, b, a])
+    assert [o.metadata[DEDUP_KEY] for o in sorted(noted, key=lambda o: o.metadata[RANK_KEY])] == [
+        False,
+        False,
+        True,
+    ]
