@@ -1,0 +1,85 @@
+"""Shared by the tests: the corpus, the LCEL chain ending in a fake chat
+model that echoes its prompt, and readers of what the model received."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from langchain_core.documents import Document
+from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+
+REPO = Path(__file__).resolve().parents[3]
+
+CAPITALS = {
+    "fr": "Paris is the capital of France.",
+    "de": "Berlin is the capital of Germany.",
+    "es": "Madrid is the capital of Spain.",
+    "it": "Rome is the capital of Italy.",
+    "pt": "Lisbon is the capital of Portugal.",
+    "at": "Vienna is the capital of Austria.",
+}
+# With DeterministicFakeEmbedding(size=32) and k=4 these retrieve
+# Q1 -> pt, it, at, de and Q2 -> es, pt, it, de (asserted in the tests).
+Q1, Q2 = "q1", "q2"
+
+PROMPT = ChatPromptTemplate.from_messages(
+    [("system", "Answer from the context."), ("human", "Context:\n{context}\n\nQuestion: {question}")]
+)
+
+
+def format_docs(docs: list[Document]) -> str:
+    return "\n".join(f"[{d.id}] {d.page_content}" for d in docs)
+
+
+def context_of(prompt: str) -> list[tuple[str, bool]]:
+    """(document id, sent as a dedup note?) for each context line the model received."""
+    body = prompt.split("Context:\n", 1)[1].split("\n\nQuestion:", 1)[0]
+    out = []
+    for line in body.splitlines():
+        m = re.match(r"\[(\w+)\] (.*)", line)
+        assert m, f"unexpected context line {line!r}"
+        out.append((m.group(1), m.group(2).startswith("[Document ")))
+    return out
+
+
+def ids_of(prompt: str) -> list[str]:
+    return [i for i, _ in context_of(prompt)]
+
+
+def shareable_prefix(first: list[str], second_set: set[str]) -> int:
+    """Length of the longest prefix of ``first`` made only of documents the
+    second request also holds: the most a reordering can share."""
+    n = 0
+    while n < len(first) and first[n] in second_set:
+        n += 1
+    return n
+
+
+def common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def make_chain(retriever: Runnable) -> Runnable:
+    """question -> the prompt text the chat model received (Parrot echoes
+    the last message, the human one holding the context)."""
+    return (
+        {"context": retriever | format_docs, "question": RunnablePassthrough()}
+        | PROMPT
+        | ParrotFakeChatModel()
+        | StrOutputParser()
+    )
+
+
+def make_docs_chain(docs_step: Runnable, question: str = "?") -> Runnable:
+    """A chain that is one RunnableSequence from the retriever on, so
+    ``batch`` reaches every step as a batch (a RunnableParallel at the top,
+    as in :func:`make_chain`, runs its branches one input at a time)."""
+    to_prompt = RunnableLambda(lambda docs: {"context": format_docs(docs), "question": question})
+    return docs_step | to_prompt | PROMPT | ParrotFakeChatModel() | StrOutputParser()

@@ -1,0 +1,158 @@
+"""ContextPilotNodePostprocessor in a real VectorStoreIndex query engine.
+
+The MockLLM echoes its prompt, so every assertion reads the context the
+LLM received."""
+
+from __future__ import annotations
+
+import pytest
+from li_helpers import CAPITALS, Q1, Q2, common_prefix, context_of, echo_llm, ids_of, shareable_prefix
+from llama_index.core.postprocessor import LongContextReorder
+from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode
+from llama_index.postprocessor.contextpilot import (
+    DEDUP_KEY,
+    RANK_KEY,
+    REQUEST_KEY,
+    ContextPilotNodePostprocessor,
+    node_key,
+)
+
+import contextpilot as cp
+
+
+def engine(index, *post):
+    return index.as_query_engine(similarity_top_k=4, llm=echo_llm(), node_postprocessors=list(post))
+
+
+def retrieval_ids(index, q):
+    return [n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=4).retrieve(q)]
+
+
+def test_corpus_preconditions(index):
+    r1, r2 = retrieval_ids(index, Q1), retrieval_ids(index, Q2)
+    assert r1 == ["it", "pt", "fr", "de"] and r2 == ["es", "de", "pt", "it"]
+    assert ids_of(str(engine(index).query(Q1))) == r1  # the prompt holds retrieval order
+
+
+def test_two_query_session_shares_the_longest_prefix(index):
+    qe = engine(index, ContextPilotNodePostprocessor())
+    p1, p2 = ids_of(str(qe.query(Q1))), ids_of(str(qe.query(Q2)))
+    assert sorted(p1) == sorted(retrieval_ids(index, Q1)) and sorted(p2) == sorted(retrieval_ids(index, Q2))
+    best = shareable_prefix(p1, set(p2))
+    assert best >= 2 and p2[:best] == p1[:best]
+    plain = engine(index)
+    assert common_prefix(ids_of(str(plain.query(Q1))), ids_of(str(plain.query(Q2)))) < best
+
+
+async def test_two_query_session_async(index):
+    qe = engine(index, ContextPilotNodePostprocessor())
+    p1 = ids_of(str(await qe.aquery(Q1)))
+    p2 = ids_of(str(await qe.aquery(Q2)))
+    best = shareable_prefix(p1, set(p2))
+    assert best >= 2 and p2[:best] == p1[:best]
+
+
+def test_dedup_in_the_prompt_and_no_mutation(index):
+    post = ContextPilotNodePostprocessor(deduplicate=True)
+    qe = engine(index, post)
+    first = context_of(str(qe.query(Q1)))
+    assert not any(n for _, n in first)
+    nodes = index.as_retriever(similarity_top_k=4).retrieve(Q2)
+    before = [(n.node.model_dump(), n.score) for n in nodes]
+    prompt = str(qe.query(Q2))
+    second = context_of(prompt)
+    repeated = {k for k, _ in first} & {k for k, _ in second}
+    assert repeated and {k for k, n in second if n} == repeated
+    # the note quotes the passage's first line
+    k = sorted(repeated)[0]
+    assert f'begins: "{CAPITALS[k]}"' in prompt
+    # postprocessing the retriever's nodes directly: copies, originals intact
+    out = post.postprocess_nodes(nodes)
+    assert [(n.node.model_dump(), n.score) for n in nodes] == before
+    assert all(o.node is not n.node for o in out for n in nodes)
+    assert {o.node.node_id for o in out if o.node.metadata[DEDUP_KEY]} == {n.node.node_id for n in nodes}
+    # scores travel with their nodes
+    assert {o.node.node_id: o.score for o in out} == {n.node.node_id: n.score for n in nodes}
+
+
+def test_another_postprocessor_instance_is_another_conversation(index):
+    a, b = ContextPilotNodePostprocessor(deduplicate=True), ContextPilotNodePostprocessor(deduplicate=True)
+    engine(index, a).query(Q1)
+    assert not any(n for _, n in context_of(str(engine(index, b).query(Q1))))
+    assert all(n for _, n in context_of(str(engine(index, a).query(Q1))))
+
+
+def test_metadata_is_recorded_but_never_shown_to_the_llm(index):
+    post = ContextPilotNodePostprocessor()
+    nodes = [
+        NodeWithScore(node=TextNode(text="alpha", id_="a", metadata={"src": "x"}), score=0.9),
+        NodeWithScore(node=TextNode(text="beta", id_="b"), score=0.5),
+    ]
+    out = post.postprocess_nodes(nodes)
+    assert [o.node.metadata[RANK_KEY] for o in out] == [0, 1]
+    assert out[0].node.metadata[REQUEST_KEY].startswith("req-")
+    assert out[0].node.get_content(MetadataMode.LLM) == nodes[0].node.get_content(MetadataMode.LLM)
+    assert out[0].node.get_content(MetadataMode.EMBED) == nodes[0].node.get_content(MetadataMode.EMBED)
+    assert "contextpilot" not in out[1].node.get_content(MetadataMode.LLM)
+    assert nodes[0].node.metadata == {"src": "x"} and nodes[0].node.excluded_llm_metadata_keys == []
+    # the prompt of a real query engine is unchanged by the metadata
+    assert "contextpilot" not in str(engine(index, post).query(Q1))
+
+
+def test_identity_is_node_id():
+    assert node_key(TextNode(text="x", id_="n1")) == node_key(TextNode(text="changed", id_="n1"))
+    assert node_key(TextNode(text="x", id_="n1")) != node_key(TextNode(text="x", id_="n2"))
+    post = ContextPilotNodePostprocessor(deduplicate=True, conversation_id="c")
+    post.postprocess_nodes([NodeWithScore(node=TextNode(text="v1", id_="n1"))])
+    (out,) = post.postprocess_nodes([NodeWithScore(node=TextNode(text="v2", id_="n1"))])
+    assert out.node.metadata[DEDUP_KEY] and out.node.get_content().endswith('it begins: "v2"]')
+    labelled = ContextPilotNodePostprocessor(deduplicate=True, note_template="<{label}>")
+    src = {NodeRelationship.SOURCE: RelatedNodeInfo(node_id="d9")}
+    doc_node = TextNode(text="t", id_="n1", relationships=src)
+    labelled.postprocess_nodes([NodeWithScore(node=doc_node)])
+    (noted,) = labelled.postprocess_nodes([NodeWithScore(node=doc_node)])
+    assert noted.node.get_content() == '<"n1" of document "d9">'
+
+
+def test_composes_with_other_postprocessors(index):
+    post = ContextPilotNodePostprocessor()
+    qe = engine(index, LongContextReorder(), post)
+    p1, p2 = ids_of(str(qe.query(Q1))), ids_of(str(qe.query(Q2)))
+    best = shareable_prefix(p1, set(p2))
+    assert best >= 1 and p2[:best] == p1[:best]
+    # contextpilot's rank is the order it received (LongContextReorder's output)
+    assert post.pilot.stats()["requests_planned"] == 2
+
+
+def test_shared_pilot():
+    pilot = cp.ContextPilot()
+    a, b = ContextPilotNodePostprocessor(pilot=pilot), ContextPilotNodePostprocessor(pilot=pilot)
+    a.postprocess_nodes([NodeWithScore(node=TextNode(text=t, id_=t)) for t in "xy"])
+    out = b.postprocess_nodes([NodeWithScore(node=TextNode(text=t, id_=t)) for t in "zyx"])
+    assert [o.node.node_id for o in out][:2] == ["x", "y"] and pilot.stats()["live_requests"] == 2
+
+
+def test_bad_input_and_options():
+    post = ContextPilotNodePostprocessor()
+    with pytest.raises(ValueError, match=r"nodes\[1\] must be a NodeWithScore, got TextNode"):
+        post.postprocess_nodes([NodeWithScore(node=TextNode(text="a")), TextNode(text="b")])
+    assert post.pilot.stats()["live_requests"] == 0
+    assert post.postprocess_nodes([]) == []
+    with pytest.raises(ValueError, match="server_url"):
+        ContextPilotNodePostprocessor(server_url="localhost")
+    with pytest.raises(ValueError, match="note_template"):
+        ContextPilotNodePostprocessor(note_template="{index}")
+    with pytest.raises(ValueError, match="deduplicte"):
+        ContextPilotNodePostprocessor(deduplicte=True)
+    with pytest.raises(ValueError, match="pilot must be"):
+        ContextPilotNodePostprocessor(pilot="nope")
+
+
+def test_capacity_sizes_the_own_pilot_with_real_lengths():
+    post = ContextPilotNodePostprocessor(capacity_tokens=100)
+    post.postprocess_nodes([NodeWithScore(node=TextNode(text="x" * 240, id_="a"))])
+    assert post.pilot.stats()["index_tokens"] == 60 and post.pilot.stats()["capacity_tokens"] == 100
+    post.postprocess_nodes([NodeWithScore(node=TextNode(text="y" * 240, id_="b"))])
+    assert post.pilot.stats()["live_requests"] == 1
+    with pytest.raises(ValueError, match="capacity_tokens"):
+        ContextPilotNodePostprocessor(capacity_tokens=100, server_url="http://127.0.0.1:1")
