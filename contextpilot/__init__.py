@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from contextpilot.core.pilot import ContextPilot, ReorderResult
     from contextpilot.core.planner import Plan, plan
     from contextpilot.core.prompt import build_messages
+    from contextpilot.core.sessions import SessionStore
 
 #: public name -> defining module. Loaded on first use (PEP 562) so that
 #: light submodules (``contextpilot.core.ids``, ``contextpilot.hooks``) can be
@@ -37,6 +38,7 @@ _LAZY = {
     "dedup_passages": "contextpilot.core.dedup",
     "EvictionReport": "contextpilot.core.index",
     "PrefixIndex": "contextpilot.core.index",
+    "SessionStore": "contextpilot.core.sessions",
     "ContextPilot": "contextpilot.core.pilot",
     "ReorderResult": "contextpilot.core.pilot",
     "Plan": "contextpilot.core.planner",
@@ -70,6 +72,7 @@ __all__ = [
     "Plan",
     "PrefixIndex",
     "ReorderResult",
+    "SessionStore",
     "__version__",
     "build_messages",
     "dedup_passages",

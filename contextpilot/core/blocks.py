@@ -61,7 +61,7 @@ def default_token_counter(block: Block) -> int:
     a counter that knows your documents' lengths for better plans.
     """
     if isinstance(block, str):
-        return max(1, math.ceil(len(block.encode("utf-8")) / 4))
+        return max(1, math.ceil(len(block.encode("utf-8", "surrogatepass")) / 4))
     return DEFAULT_ID_TOKENS
 
 

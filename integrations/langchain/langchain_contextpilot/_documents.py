@@ -25,7 +25,7 @@ from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 import contextpilot as cp
-from langchain_contextpilot._planner import Item, Placement, Planner, estimate_tokens
+from contextpilot.plugin_planner import Item, Placement, Planner, estimate_tokens
 
 __all__ = [
     "DEFAULT_NOTE",

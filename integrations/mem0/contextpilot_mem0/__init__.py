@@ -8,6 +8,7 @@ found = memory.search("Where do I live?", filters={"user_id": "alice"})
 messages = memory.build_messages("Where do I live?", found)
 """
 
+from contextpilot.core.sessions import SessionStore
 from contextpilot_mem0.memory import (
     CHAT_HINT,
     CHAT_SYSTEM,
@@ -19,7 +20,6 @@ from contextpilot_mem0.memory import (
     ContextPilotMemory,
     memory_text,
 )
-from contextpilot_mem0.sessions import SessionStore
 
 __version__ = "0.1.0"
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import contextpilot as cp
-from contextpilot_mem0.sessions import SessionStore
+from contextpilot.core.sessions import SessionStore
 
 __all__ = [
     "CHAT_HINT",

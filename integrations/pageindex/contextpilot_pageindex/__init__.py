@@ -9,6 +9,7 @@ prefixes in the KV cache, each node and page sent once.
     messages = cpi.messages("How many days of leave?", [("handbook", "0001"), ("handbook", "0002")])
 """
 
+from contextpilot.core.sessions import SessionStore
 from contextpilot_pageindex.context import (
     CHAT_SYSTEM,
     DEFAULT_SYSTEM,
@@ -17,7 +18,6 @@ from contextpilot_pageindex.context import (
     PageIndexChat,
     parse_node_list,
 )
-from contextpilot_pageindex.sessions import SessionStore
 from contextpilot_pageindex.tree import DocumentStore, Ref, Selection
 
 __version__ = "0.1.0"

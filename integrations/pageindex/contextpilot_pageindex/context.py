@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import contextpilot as cp
-from contextpilot_pageindex.sessions import SessionStore
+from contextpilot.core.sessions import SessionStore
 from contextpilot_pageindex.tree import DocumentStore, Ref, Selection
 
 __all__ = [

@@ -23,9 +23,9 @@ from typing import Any
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
-from llama_index.postprocessor.contextpilot._planner import Item, Placement, Planner, estimate_tokens
 
 import contextpilot as cp
+from contextpilot.plugin_planner import Item, Placement, Planner, estimate_tokens
 
 __all__ = [
     "DEDUP_KEY",

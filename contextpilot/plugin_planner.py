@@ -1,5 +1,7 @@
 """Where a framework plugin's planning happens: a local ``ContextPilot`` or a server.
 
+Shared by the LangChain and LlamaIndex plugins (``integrations/``).
+
 Framework-free. An adapter turns each retrieval result into a list of
 :class:`Item` (one per document, in relevance order) and gets back one
 :class:`Placement` per result: the prompt order, and which documents go out
@@ -19,13 +21,12 @@ contextpilot; a failure raises and changes nothing the caller owns.
 Cost: one planning call (plus one dedup call per conversation with dedup
 on), O(total documents) work around them.
 
-This file is identical in every contextpilot framework plugin (CI compares
-the copies) and uses only contextpilot's public API.
+Uses only contextpilot's public API (the server client is imported only
+when a ``server_url`` is given).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -33,13 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import contextpilot as cp
+from contextpilot.core.blocks import default_token_counter
 
 __all__ = ["Item", "Placement", "Planner", "TokenLengths", "estimate_tokens"]
 
-
-def estimate_tokens(text: str) -> int:
-    """About four UTF-8 bytes per token, like contextpilot's default estimate."""
-    return max(1, math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4))
+#: a document text's token estimate: contextpilot's default (about 4 UTF-8 bytes per token)
+estimate_tokens = default_token_counter
 
 
 @dataclass(frozen=True)
