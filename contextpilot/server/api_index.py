@@ -13,26 +13,27 @@ from starlette.concurrency import run_in_threadpool
 from contextpilot.core.blocks import ContextError
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.ids import is_health_check, normalize_request_id
+from contextpilot.server.limits import unprocessable
 from contextpilot.server.models import (
     DedupRequest,
     DedupResponse,
     DedupResultModel,
     DedupSummary,
+    ErrorBody,
     EvictRequest,
     EvictResponse,
     ReorderRequest,
     ReorderResponse,
+    ReorderStats,
+    RequestsResponse,
+    SessionsResponse,
+    StatusResponse,
 )
 from contextpilot.server.state import ServerState, get_state
 
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-def unprocessable(loc: list[Any], msg: str) -> HTTPException:
-    """A 422 in FastAPI's own shape, naming the field."""
-    return HTTPException(422, detail=[{"type": "value_error", "loc": ["body", *loc], "msg": msg}])
 
 
 def _context_error(e: ContextError) -> HTTPException:
@@ -57,6 +58,8 @@ def _dedup_model(r: DedupResult, conversation: str, rid: str | None) -> DedupRes
 
 
 def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, schedule: bool) -> ReorderResponse:
+    # every check comes before the first state change: a rejected call applies nothing
+    st.limits.contexts(req.contexts)
     conversations: list[str] | None = None
     if req.deduplicate:
         if req.conversation_ids is not None:
@@ -100,12 +103,12 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
         reordered_contexts=r.reordered,
         original_indices=r.order,
         request_ids=r.request_ids or None,
-        stats={
-            "planning_ms": round(1000 * r.planning_seconds, 3),
-            "total_tokens": r.total_tokens,
-            "cached_tokens_estimate": sum(r.cached_tokens),
-            "live_requests": len(st.pilot.index),
-        },
+        stats=ReorderStats(
+            planning_ms=round(1000 * r.planning_seconds, 3),
+            total_tokens=r.total_tokens,
+            cached_tokens_estimate=sum(r.cached_tokens),
+            live_requests=len(st.pilot.index),
+        ),
         deduplication=dedup,
         scheduled_contexts=r.reordered if schedule else None,
     )
@@ -137,6 +140,12 @@ async def schedule(
 
 
 def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
+    st.limits.contexts(req.contexts)
+    if req.hint_template is not None:
+        try:
+            check_hint_template(req.hint_template)
+        except ValueError as e:
+            raise unprocessable(["hint_template"], str(e)) from None
     try:
         results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
     except ContextError as e:
@@ -159,6 +168,7 @@ async def deduplicate(req: DedupRequest, st: ServerState = Depends(get_state)) -
 
 
 def _evict(st: ServerState, req: EvictRequest) -> EvictResponse:
+    st.limits.items(req.request_ids, ["request_ids"])
     ignored = [r for r in req.request_ids if is_health_check(r)]
     ids = list(dict.fromkeys(normalize_request_id(r) for r in req.request_ids if not is_health_check(r)))
     rep = st.pilot.evict(ids)
@@ -182,14 +192,14 @@ async def evict(req: EvictRequest, st: ServerState = Depends(get_state)) -> Evic
     return await run_in_threadpool(_evict, st, req)
 
 
-@router.post("/reset")
-async def reset(st: ServerState = Depends(get_state)) -> dict[str, str]:
+@router.post("/reset", response_model=StatusResponse, response_model_exclude_none=True)
+async def reset(st: ServerState = Depends(get_state)) -> StatusResponse:
     """Forget the live index, history and all sessions."""
     await run_in_threadpool(st.pilot.reset)
-    return {"status": "success", "message": "index, history and sessions cleared"}
+    return StatusResponse(status="success", message="index, history and sessions cleared")
 
 
-@router.get("/sessions")
+@router.get("/sessions", response_model=SessionsResponse)
 async def sessions(st: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Conversations tracked for multi-turn dedup (stale ones are dropped)."""
     store = st.pilot.conversations
@@ -202,17 +212,22 @@ async def sessions(st: ServerState = Depends(get_state)) -> dict[str, Any]:
     }
 
 
-@router.delete("/sessions/{conversation_id}")
-async def delete_session(conversation_id: str, st: ServerState = Depends(get_state)) -> dict[str, str]:
+@router.delete(
+    "/sessions/{conversation_id}",
+    response_model=StatusResponse,
+    response_model_exclude_none=True,
+    responses={404: {"model": ErrorBody, "description": "no such session"}},
+)
+async def delete_session(conversation_id: str, st: ServerState = Depends(get_state)) -> StatusResponse:
     if not await run_in_threadpool(st.pilot.end_session, conversation_id):
         raise HTTPException(404, detail=f"no session {conversation_id!r}")
-    return {"status": "success", "conversation_id": conversation_id}
+    return StatusResponse(status="success", conversation_id=conversation_id)
 
 
-@router.get("/requests")
+@router.get("/requests", response_model=RequestsResponse)
 async def requests(
     limit: int = Query(1000, ge=1, le=100_000), st: ServerState = Depends(get_state)
-) -> dict[str, Any]:
+) -> RequestsResponse:
     """Live request ids (oldest first, at most ``limit``)."""
-    ids = st.pilot.index.request_ids()
-    return {"num_requests": len(ids), "request_ids": ids[:limit]}
+    ids = await run_in_threadpool(st.pilot.index.request_ids)
+    return RequestsResponse(num_requests=len(ids), request_ids=ids[:limit])

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from contextpilot import __version__
 from contextpilot.core.pilot import ContextPilot
-from contextpilot.server import api_index, api_proxy
+from contextpilot.server import api_index, api_proxy, openapi
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.engine_proxy import EngineProxy
+from contextpilot.server.guard import Guard, authorised
+from contextpilot.server.models import HealthResponse, RootResponse, StatsResponse
 from contextpilot.server.state import ServerState, get_state
 
 __all__ = ["create_app"]
@@ -68,7 +70,12 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_cleanup(state))
+        snapshots = state.state_file
+        if snapshots is not None:
+            await asyncio.to_thread(snapshots.restore)
+        tasks = [asyncio.create_task(_cleanup(state))]
+        if snapshots is not None:
+            tasks.append(asyncio.create_task(snapshots.run_periodic()))
         log.info(
             "contextpilot %s serving on %s:%d (%s), engine %s",
             __version__,
@@ -80,7 +87,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
+            if snapshots is not None:
+                await asyncio.to_thread(snapshots.save)
             await proxy.close()
 
     app = FastAPI(
@@ -92,33 +102,27 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.cp = state
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
-        path = request.url.path
+    def observe(path: str, status: int, seconds: float) -> None:
         label = (
             path if path in KNOWN_PATHS else ("/sessions/{id}" if path.startswith("/sessions/") else "other")
         )
-        t0 = time.perf_counter()
-        if config.api_key and path not in OPEN_PATHS and not _authorised(request, config.api_key):
-            response: Any = JSONResponse(
-                {"detail": "missing or wrong API key (Authorization: Bearer …)"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        elif _too_large(request, config.max_body_bytes):
-            response = JSONResponse(
-                {"detail": f"request body over {config.max_body_bytes} bytes"}, status_code=413
-            )
-        else:
-            response = await call_next(request)
-        state.requests.inc(1, label, f"{response.status_code // 100}xx")
-        state.latency.observe(time.perf_counter() - t0, label)
-        return response
+        state.requests.inc(1, label, f"{status // 100}xx")
+        state.latency.observe(seconds, label)
+
+    # outermost: key first, then the body cap, then the app (see guard.py)
+    app.add_middleware(
+        Guard,
+        api_key=config.api_key,
+        max_body_bytes=config.max_body_bytes,
+        open_paths=frozenset(OPEN_PATHS),
+        observe=observe,
+    )
+    openapi.install(app, config, OPEN_PATHS)
 
     app.include_router(api_index.router)
     app.include_router(api_proxy.router)
 
-    @app.get("/")
+    @app.get("/", response_model=RootResponse)
     async def root(st: ServerState = Depends(get_state)) -> dict[str, Any]:
         return {
             "service": "contextpilot",
@@ -128,28 +132,41 @@ def create_app(config: ServerConfig) -> FastAPI:
             "index_initialized": len(st.pilot.index) > 0,
         }
 
-    @app.get("/health")
-    async def health(st: ServerState = Depends(get_state)) -> dict[str, Any]:
-        """Always 200 while the server runs; says whether the engine answers."""
+    @app.get("/health", response_model=HealthResponse, response_model_exclude_none=True)
+    async def health(request: Request, st: ServerState = Depends(get_state)) -> dict[str, Any]:
+        """Always 200 while the server runs; says whether the engine answers.
+        Open without the API key; then the engine's address and error text
+        are left out for callers not holding the key."""
+        engine = dict(await st.proxy.probe())
+        if st.config.api_key and not authorised(request.headers, st.config.api_key):
+            engine.pop("url", None)
+            engine.pop("error", None)
         return {
             "status": "ready",
             "mode": "stateless" if st.config.stateless else "live",
             "eviction_enabled": not st.config.stateless,
             "uptime_seconds": round(time.time() - st.started, 1),
-            "engine": await st.proxy.probe(),
+            "engine": engine,
         }
 
-    @app.get("/stats")
-    async def stats(st: ServerState = Depends(get_state)) -> dict[str, Any]:
+    @app.get("/stats", response_model=StatsResponse, response_model_exclude_none=True)
+    async def stats(
+        check: bool = Query(False, description="also verify the live index's invariants (O(index size))"),
+        st: ServerState = Depends(get_state),
+    ) -> dict[str, Any]:
+        server: dict[str, Any] = {
+            "planned_requests": st.planned.value(),
+            "engine_prompt_tokens": st.prompt_tokens.value(),
+            "engine_cached_tokens": st.cached_tokens.value(),
+            "engine_hit_ratio": st.engine_hit_ratio(),
+            "uptime_seconds": round(time.time() - st.started, 1),
+        }
+        if st.state_file is not None:
+            server["state_file"] = st.state_file.status
         return {
-            "index_stats": st.pilot.stats(),
-            "server": {
-                "planned_requests": st.planned.value(),
-                "engine_prompt_tokens": st.prompt_tokens.value(),
-                "engine_cached_tokens": st.cached_tokens.value(),
-                "engine_hit_ratio": st.engine_hit_ratio(),
-                "uptime_seconds": round(time.time() - st.started, 1),
-            },
+            "index_check": await run_in_threadpool(_check_index, st) if check else None,
+            "index_stats": await run_in_threadpool(st.pilot.stats),
+            "server": server,
             "config": st.config.public(),
             "timestamp": time.time(),
         }
@@ -162,18 +179,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     return app
 
 
-def _authorised(request: Request, key: str) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
-
-
-def _too_large(request: Request, limit: int) -> bool:
-    length = request.headers.get("content-length")
+def _check_index(st: ServerState) -> str:
+    """'ok', or the first broken invariant of the live index."""
     try:
-        return length is not None and int(length) > limit
-    except ValueError:
-        return True
+        st.pilot.index.check()
+    except AssertionError as e:
+        log.error("live index invariant broken: %s", e)
+        return f"broken: {e}"
+    return "ok"
 
 
 async def _cleanup(state: ServerState) -> None:

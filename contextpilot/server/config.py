@@ -57,6 +57,16 @@ class ServerConfig:
     #: forward proxied requests untouched (no request ids, no recording)
     passthrough: bool = False
     max_body_bytes: int = 32 * 2**20
+    #: items per list in one request body (contexts, request ids, warm prefixes)
+    max_contexts: int = 100_000
+    #: blocks in one context
+    max_blocks_per_context: int = 10_000
+    #: characters in one text block (or warm prefix)
+    max_block_chars: int = 1_000_000
+    #: snapshot of the live index and sessions: loaded at start, saved at shutdown (None: none)
+    state_file: str | None = None
+    #: seconds between periodic snapshots (0: only at shutdown)
+    state_interval: float = 300.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -72,6 +82,13 @@ class ServerConfig:
         for name in ("engine_connect_timeout", "engine_timeout", "session_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        for name in ("max_body_bytes", "max_contexts", "max_blocks_per_context", "max_block_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.state_interval < 0:
+            raise ValueError("state_interval must be >= 0 (0: save only at shutdown)")
+        if self.state_file is not None and not self.state_file.strip():
+            self.state_file = None
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show (keys masked)."""
@@ -100,6 +117,11 @@ ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "engine_timeout": ("CONTEXTPILOT_ENGINE_TIMEOUT", float),
     "passthrough": ("CONTEXTPILOT_PASSTHROUGH", _bool),
     "max_body_bytes": ("CONTEXTPILOT_MAX_BODY_BYTES", int),
+    "max_contexts": ("CONTEXTPILOT_MAX_CONTEXTS", int),
+    "max_blocks_per_context": ("CONTEXTPILOT_MAX_BLOCKS_PER_CONTEXT", int),
+    "max_block_chars": ("CONTEXTPILOT_MAX_BLOCK_CHARS", int),
+    "state_file": ("CONTEXTPILOT_STATE_FILE", str),
+    "state_interval": ("CONTEXTPILOT_STATE_INTERVAL", float),
 }
 
 _HELP = {
@@ -119,7 +141,12 @@ _HELP = {
     "engine_connect_timeout": "seconds to connect to the engine (default 3)",
     "engine_timeout": "seconds to wait for the engine's answer (default 120)",
     "passthrough": "proxy without request ids or recording (byte-transparent)",
-    "max_body_bytes": "largest request body accepted (default 32 MiB)",
+    "max_body_bytes": "largest request body accepted, with or without content-length (default 32 MiB)",
+    "max_contexts": "items per list in one request: contexts, request ids, prefixes (default 100000)",
+    "max_blocks_per_context": "blocks in one context (default 10000)",
+    "max_block_chars": "characters in one text block or warm prefix (default 1000000)",
+    "state_file": "snapshot file of the live index and sessions: restored at start, saved at shutdown",
+    "state_interval": "seconds between periodic snapshots to --state-file (0: at shutdown only; default 300)",
 }
 
 

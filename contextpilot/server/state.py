@@ -10,7 +10,9 @@ from fastapi import Request
 from contextpilot.core.pilot import ContextPilot
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.engine_proxy import EngineProxy
+from contextpilot.server.limits import Limits
 from contextpilot.server.metrics import Counter, Gauge, Histogram, Registry
+from contextpilot.server.state_file import StateFile
 
 __all__ = ["ServerState", "get_state"]
 
@@ -22,8 +24,17 @@ class ServerState:
     proxy: EngineProxy
     registry: Registry = field(default_factory=Registry)
     started: float = field(default_factory=time.time)
+    limits: Limits = field(init=False)
+    #: snapshots of the live state (``--state-file``), or None
+    state_file: StateFile | None = field(init=False)
 
     def __post_init__(self) -> None:
+        self.limits = Limits.from_config(self.config)
+        self.state_file = (
+            StateFile(self.config.state_file, self.pilot, self.config.state_interval)
+            if self.config.state_file
+            else None
+        )
         r = self.registry
         self.requests = r.add(
             Counter("contextpilot_http_requests_total", "HTTP requests", ("path", "status"))
