@@ -217,6 +217,15 @@ FUZZ_FOUND = [
     ("POST", "/warm", b'{"prefixes": [], "blocks": [], "model": null, "concurrency": 63}', {422}),
     ("POST", "/deduplicate", b'{"conversation_id": "00", "contexts": [[5914909, ""]]}', {422}),
     ("DELETE", "/sessions/0", b"", {404}),
+    # once a 500: an empty block list reached the index through /warm
+    ("POST", "/warm", b'{"prefixes": [], "blocks": [[]], "model": "", "concurrency": 63}', {422}),
+    # once accepted although the schema says otherwise (lax coercion of 0 / false)
+    ("POST", "/reorder", b'{"contexts": [[""]], "use_gpu": 0}', {422}),
+    ("POST", "/v1/chat/completions", b'{"messages": [{"role": ""}], "stream": 0}', {422}),
+    ("POST", "/v1/completions", b'{"prompt": [[false]]}', {422}),
+    # once a 500: a request id that cannot travel in an HTTP header
+    ("POST", "/v1/completions", '{"prompt": "x", "rid": "\u00fd"}'.encode(), {422}),
+    ("POST", "/v1/completions", b'{"prompt": "x", "request_id": "a b"}', {422}),
 ]
 
 

@@ -45,7 +45,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class ReorderRequest(_Model):
+class _Request(BaseModel):
+    """Request bodies: strict types (``0`` is no bool, ``"1"`` no number)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ReorderRequest(_Request):
     contexts: list[list[BlockT]] = Field(min_length=1, description="one list of blocks per request")
     deduplicate: bool = Field(False, description="also replace blocks a conversation sent before by hints")
     conversation_id: ShortStr | None = Field(None, description="conversation of every context")
@@ -104,7 +110,7 @@ class ReorderResponse(_Model):
     scheduled_contexts: list[list[BlockT]] | None = Field(None, description="/schedule only")
 
 
-class DedupRequest(_Model):
+class DedupRequest(_Request):
     contexts: list[list[BlockT]] = Field(min_length=1)
     conversation_id: ShortStr
     hint_template: str | None = Field(None, max_length=10_000)
@@ -118,7 +124,7 @@ class DedupResponse(_Model):
     total_blocks: int
 
 
-class EvictRequest(_Model):
+class EvictRequest(_Request):
     request_ids: list[ShortStr] = Field(description="ids as the engine reports them (normalised here)")
 
 
@@ -137,9 +143,10 @@ class EvictResponse(_Model):
     requests_remaining: int
 
 
-class WarmRequest(_Model):
+class WarmRequest(_Request):
     model_config = ConfigDict(
         extra="ignore",
+        strict=True,
         json_schema_extra={
             "anyOf": [
                 {"required": ["prefixes"], "properties": {"prefixes": {"type": "array", "minItems": 1}}},
@@ -148,7 +155,9 @@ class WarmRequest(_Model):
         },
     )
     prefixes: list[StrictStr] | None = Field(None, description="prompt texts to pre-fill")
-    blocks: list[list[StrictStr]] | None = Field(None, description="block lists, joined like a prompt")
+    blocks: list[Annotated[list[StrictStr], Field(min_length=1)]] | None = Field(
+        None, description="block lists, joined like a prompt"
+    )
     model: str | None = Field(None, max_length=1024)
     concurrency: int = Field(4, ge=1, le=64)
 
@@ -170,14 +179,17 @@ class WarmResponse(_Model):
 
 
 class _OpenAIBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     stream: bool | None = None
-    rid: str | None = Field(None, max_length=1024, description="request id (also ``request_id``)")
-    request_id: str | None = Field(None, max_length=1024)
+    # ids travel in HTTP headers (X-Request-Id): visible ASCII only
+    rid: str | None = Field(
+        None, max_length=256, pattern=r"^[!-~]+$", description="request id (also ``request_id``)"
+    )
+    request_id: str | None = Field(None, max_length=256, pattern=r"^[!-~]+$")
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: str
     content: str | list[dict[str, Any]] | None = None
 
