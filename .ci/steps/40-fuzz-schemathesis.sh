@@ -46,7 +46,7 @@ trap cleanup EXIT
 pids+=($!)
 "$PY" -m contextpilot.server.http_server --port "$SERVER_PORT" \
   --infer-api-url "http://127.0.0.1:$ENGINE_PORT" --api-key "$KEY" \
-  --capacity-tokens 100000 --max-contexts 50 --max-blocks-per-context 20 \
+  --ttl 600 --max-contexts 50 --max-blocks-per-context 20 \
   --max-block-chars 200 --max-body-bytes 65536 --engine-timeout 10 \
   --state-file "$LOGDIR/state.json" --state-interval 5 >"$LOGDIR/server.log" 2>&1 &
 pids+=($!)

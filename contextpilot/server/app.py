@@ -149,7 +149,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "engine": engine,
         }
 
-    @app.get("/stats", response_model=StatsResponse, response_model_exclude_none=True)
+    @app.get("/stats", response_model=StatsResponse)
     async def stats(
         check: bool = Query(False, description="also verify the live index's invariants (O(index size))"),
         st: ServerState = Depends(get_state),
