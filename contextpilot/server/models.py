@@ -52,6 +52,19 @@ class _Request(BaseModel):
 
 
 class ReorderRequest(_Request):
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={  # deduplicate needs the conversation(s)
+            "if": {"properties": {"deduplicate": {"const": True}}, "required": ["deduplicate"]},
+            "then": {
+                "anyOf": [
+                    {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
+                    {"required": ["conversation_ids"], "properties": {"conversation_ids": {"type": "array"}}},
+                ]
+            },
+        },
+    )
     contexts: list[list[BlockT]] = Field(min_length=1, description="one list of blocks per request")
     deduplicate: bool = Field(False, description="also replace blocks a conversation sent before by hints")
     conversation_id: ShortStr | None = Field(None, description="conversation of every context")
