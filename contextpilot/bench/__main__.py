@@ -132,6 +132,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--memory-capacity", type=float, default=2_000_000, help="index capacity in tokens for --memory"
     )
+    ap.add_argument(
+        "--memory-cap-mib",
+        type=float,
+        default=512,
+        help="stated peak-RSS cap for --memory; exit status 1 when over (default 512 MiB)",
+    )
     ap.add_argument("--engine", choices=("llama-server",), help="replay on a managed llama-server")
     ap.add_argument("--engine-url", help="replay on an OpenAI-compatible engine at this URL")
     ap.add_argument("--engine-model", help="model name sent to --engine-url")
@@ -260,9 +266,14 @@ def _memory(args: argparse.Namespace, out_dir: Path, results: dict) -> int:
     results["memory"] = measure(n, args.memory_capacity)
     print("\nmemory bound (fresh process; 20 blocks per request; dedup and evictions mixed in)")
     print(table(results["memory"]))
+    peak = results["memory"]["peak_rss_mib"]
+    results["memory"]["cap_mib"] = args.memory_cap_mib
+    within = peak <= args.memory_cap_mib
+    verdict = "within" if within else "OVER"
+    print(f"peak RSS {peak:.0f} MiB {verdict} the stated cap of {args.memory_cap_mib:.0f} MiB")
     report.write_json(out_dir / "memory.json", results)
     print(f"wrote {out_dir / 'memory.json'}")
-    return 0
+    return 0 if within else 1
 
 
 if __name__ == "__main__":
