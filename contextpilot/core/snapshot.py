@@ -38,12 +38,14 @@ same package); the round-trip tests catch any drift.
 from __future__ import annotations
 
 import contextlib
+import gc
 import heapq
 import json
 import os
 import tempfile
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,13 +78,25 @@ class RestoreReport:
     downtime_seconds: float
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Millions of small objects: the cyclic GC would only cost here."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 # -- capture -------------------------------------------------------------------------
 
 
 def capture(pilot: ContextPilot) -> dict[str, Any]:
     """The instance's state as a JSON-ready dict (consistent: taken under
     the instance's lock)."""
-    with pilot._lock:
+    with pilot._lock, _gc_paused():
         index = pilot.index
         with index.lock:
             data = {
@@ -167,7 +181,7 @@ def restore(pilot: ContextPilot, data: Any) -> RestoreReport:
     if data.get("version") != VERSION:
         raise SnapshotError(f"snapshot version {data.get('version')!r}; this build reads version {VERSION}")
     downtime = max(0.0, time.time() - _num(data.get("saved_at"), "saved_at"))
-    with pilot._lock:
+    with pilot._lock, _gc_paused():
         index = pilot.index
         tree = _build_index(index, _dict(data.get("index"), "index"), downtime)
         convs = _build_conversations(
@@ -360,7 +374,8 @@ def load(path: str | os.PathLike[str], pilot: ContextPilot) -> RestoreReport | N
     except OSError as e:
         raise SnapshotError(f"cannot read {path}: {e}") from None
     try:
-        data = json.loads(raw)
+        with _gc_paused():
+            data = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise SnapshotError(f"{path} is not valid JSON: {e}") from None
     return restore(pilot, data)
