@@ -135,8 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--memory-cap-mib",
         type=float,
-        default=512,
-        help="stated peak-RSS cap for --memory; exit status 1 when over (default 512 MiB)",
+        default=256,
+        help="stated peak-RSS cap for --memory; exit status 1 when over (default 256 MiB)",
     )
     ap.add_argument("--engine", choices=("llama-server",), help="replay on a managed llama-server")
     ap.add_argument("--engine-url", help="replay on an OpenAI-compatible engine at this URL")
