@@ -11,7 +11,7 @@
 # Run from the repository root; $CP_PYTHON is the project's venv python.
 set -euo pipefail
 PY="${CP_PYTHON:-python3}"
-VENV=.ci-venvs/schemathesis
+VENV="$PWD/.ci-venvs/schemathesis"
 ST_VERSION=4.32.5
 FUZZ_SECONDS="${FUZZ_SECONDS:-120}"
 FUZZ_SEED="${FUZZ_SEED:-20240601}"
@@ -65,12 +65,13 @@ TOML
 
 echo "--- schemathesis $ST_VERSION against http://127.0.0.1:$SERVER_PORT/openapi.json for ${FUZZ_SECONDS}s"
 set +e
-"$VENV/bin/schemathesis" --config-file "$LOGDIR/schemathesis.toml" run "http://127.0.0.1:$SERVER_PORT/openapi.json" \
+# from the log folder: schemathesis keeps a cache (.schemathesis/) in its working directory
+(cd "$LOGDIR" && "$VENV/bin/schemathesis" --config-file "$LOGDIR/schemathesis.toml" run "http://127.0.0.1:$SERVER_PORT/openapi.json" \
   -H "Authorization: Bearer $KEY" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,ignored_auth \
   --max-time "$FUZZ_SECONDS" --workers 2 --request-timeout 30 --seed "$FUZZ_SEED" \
   --suppress-health-check too_slow,data_too_large \
-  --report junit --report-dir "$LOGDIR/report"
+  --report junit --report-dir "$LOGDIR/report")
 rc=$?
 set -e
 if [ "$rc" -ne 0 ]; then
