@@ -12,6 +12,7 @@ Examples::
     python -m contextpilot.bench                       # tables + plots
     python -m contextpilot.bench --quick               # CI smoke run, < 1 min
     python -m contextpilot.bench --scale               # + 1k..1M scale series
+    python -m contextpilot.bench --memory              # only: RSS of 1M requests through the live index
     python -m contextpilot.bench --engine llama-server # + real llama-server replay
     python -m contextpilot.bench --engine-url http://gpu-box:8000 --engine-model my-model
     python -m contextpilot.bench --external "ref=/venv/bin/python scripts/reference_planner.py"
@@ -121,6 +122,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.cpu_count() or 1,
         help="planning processes for the scale series (default: all CPUs)",
     )
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="only the memory bound: distinct requests through the live index, peak RSS and time",
+    )
+    ap.add_argument(
+        "--memory-requests", type=int, help="requests for --memory (default 1000000; quick 20000)"
+    )
+    ap.add_argument(
+        "--memory-capacity", type=float, default=2_000_000, help="index capacity in tokens for --memory"
+    )
+    ap.add_argument(
+        "--memory-cap-mib",
+        type=float,
+        default=256,
+        help="stated peak-RSS cap for --memory; exit status 1 when over (default 256 MiB)",
+    )
     ap.add_argument("--engine", choices=("llama-server",), help="replay on a managed llama-server")
     ap.add_argument("--engine-url", help="replay on an OpenAI-compatible engine at this URL")
     ap.add_argument("--engine-model", help="model name sent to --engine-url")
@@ -210,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m contextpilot.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": report.machine(),
     }
+    if args.memory:
+        return _memory(args, out_dir, results)
     if args.routing_replicas:
         from contextpilot.bench import routing
 
@@ -256,6 +276,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _memory(args: argparse.Namespace, out_dir: Path, results: dict) -> int:
+    from contextpilot.bench.memory import measure, table
+
+    n = args.memory_requests or (20_000 if args.quick else 1_000_000)
+    log.info("memory bound: %d requests through the live index (capacity %g tokens)", n, args.memory_capacity)
+    results["memory"] = measure(n, args.memory_capacity)
+    print("\nmemory bound (fresh process; 20 blocks per request; dedup and evictions mixed in)")
+    print(table(results["memory"]))
+    peak = results["memory"]["peak_rss_mib"]
+    results["memory"]["cap_mib"] = args.memory_cap_mib
+    within = peak <= args.memory_cap_mib
+    verdict = "within" if within else "OVER"
+    print(f"peak RSS {peak:.0f} MiB {verdict} the stated cap of {args.memory_cap_mib:.0f} MiB")
+    report.write_json(out_dir / "memory.json", results)
+    print(f"wrote {out_dir / 'memory.json'}")
+    return 0 if within else 1
 
 
 if __name__ == "__main__":

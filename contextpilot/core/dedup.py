@@ -81,13 +81,15 @@ class _Conversation:
 
 
 class ConversationStore:
-    """Blocks each conversation has sent, bounded three ways.
+    """Blocks each conversation has sent, bounded four ways.
 
     Invariants: at most ``max_conversations`` conversations (least recently
     used dropped first); none idle longer than ``ttl`` seconds once
     :meth:`expire` or any update runs; at most ``max_blocks`` remembered
-    per conversation (oldest forgotten first — a forgotten block is simply
-    sent again, never hinted at). Not thread-safe: the owner locks.
+    per conversation and ``max_total_blocks`` over all of them (oldest
+    forgotten first: least recently used conversations go whole, then the
+    current one's oldest blocks — a forgotten block is simply sent again,
+    never hinted at). Not thread-safe: the owner locks.
     """
 
     def __init__(
@@ -96,22 +98,30 @@ class ConversationStore:
         ttl: float | None = 3600.0,
         max_blocks: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        max_total_blocks: int = 1_000_000,
     ) -> None:
-        if max_conversations < 1 or max_blocks < 1:
-            raise ValueError("max_conversations and max_blocks must be >= 1")
+        if max_conversations < 1 or max_blocks < 1 or max_total_blocks < 1:
+            raise ValueError("max_conversations, max_blocks and max_total_blocks must be >= 1")
         if ttl is not None and not ttl > 0:
             raise ValueError(f"ttl must be > 0 seconds or None, got {ttl!r}")
         self.max_conversations = max_conversations
         self.ttl = ttl
         self.max_blocks = max_blocks
+        self.max_total_blocks = max_total_blocks
         self._clock = clock
         self._convs: OrderedDict[str, _Conversation] = OrderedDict()
+        #: sum of len(c.sent) over all conversations
+        self._total = 0
 
     def __len__(self) -> int:
         return len(self._convs)
 
     def __contains__(self, cid: object) -> bool:
         return cid in self._convs
+
+    @property
+    def total_blocks(self) -> int:
+        return self._total
 
     def ids(self) -> list[str]:
         return list(self._convs)
@@ -126,8 +136,17 @@ class ConversationStore:
         """Forget one conversation (returns whether it existed), or all."""
         if cid is None:
             self._convs.clear()
+            self._total = 0
             return True
-        return self._convs.pop(cid, None) is not None
+        c = self._convs.pop(cid, None)
+        if c is None:
+            return False
+        self._total -= len(c.sent)
+        return True
+
+    def _drop_oldest(self) -> None:
+        _, c = self._convs.popitem(last=False)
+        self._total -= len(c.sent)
 
     def expire(self) -> int:
         if self.ttl is None:
@@ -135,12 +154,32 @@ class ConversationStore:
         horizon = self._clock() - self.ttl
         dropped = 0
         while self._convs:
-            cid, c = next(iter(self._convs.items()))
+            c = next(iter(self._convs.values()))
             if c.last > horizon:
                 break
-            del self._convs[cid]
+            self._drop_oldest()
             dropped += 1
         return dropped
+
+    def trim(self) -> None:
+        """Apply every bound now (after a bulk load)."""
+        self.expire()
+        while len(self._convs) > self.max_conversations:
+            self._drop_oldest()
+        for c in self._convs.values():
+            while len(c.sent) > self.max_blocks:
+                c.sent.popitem(last=False)
+                self._total -= 1
+        self._enforce_total()
+
+    def _enforce_total(self) -> None:
+        while self._total > self.max_total_blocks:
+            c = next(iter(self._convs.values()))
+            if len(self._convs) > 1:
+                self._drop_oldest()
+            else:
+                c.sent.popitem(last=False)
+                self._total -= 1
 
     def get(self, cid: str) -> _Conversation:
         self.expire()
@@ -148,17 +187,22 @@ class ConversationStore:
         if c is None:
             c = self._convs[cid] = _Conversation()
             while len(self._convs) > self.max_conversations:
-                self._convs.popitem(last=False)
+                self._drop_oldest()
         else:
             self._convs.move_to_end(cid)
         c.last = self._clock()
         return c
 
     def remember(self, c: _Conversation, key: int) -> None:
+        if key not in c.sent:
+            self._total += 1
         c.sent[key] = None
         c.sent.move_to_end(key)
         while len(c.sent) > self.max_blocks:
             c.sent.popitem(last=False)
+            self._total -= 1
+        # ``c`` was just used (moved last), so other conversations go first
+        self._enforce_total()
 
 
 @dataclass

@@ -26,15 +26,21 @@ from contextpilot.core.ids import is_health_check, normalize_request_id
 from contextpilot.core.index import EvictionReport
 from contextpilot.core.pilot import ReorderResult
 from contextpilot.core.planner import plan
+from contextpilot.server.limits import unprocessable
 from contextpilot.server.models import (
     DedupRequest,
     DedupResponse,
     DedupResultModel,
     DedupSummary,
+    ErrorBody,
     EvictRequest,
     EvictResponse,
     ReorderRequest,
     ReorderResponse,
+    ReorderStats,
+    RequestsResponse,
+    SessionsResponse,
+    StatusResponse,
 )
 from contextpilot.server.replicas import Replica
 from contextpilot.server.state import ServerState, get_state
@@ -42,11 +48,6 @@ from contextpilot.server.state import ServerState, get_state
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-def unprocessable(loc: list[Any], msg: str) -> HTTPException:
-    """A 422 in FastAPI's own shape, naming the field."""
-    return HTTPException(422, detail=[{"type": "value_error", "loc": ["body", *loc], "msg": msg}])
 
 
 def _context_error(e: ContextError) -> HTTPException:
@@ -71,6 +72,8 @@ def _dedup_model(r: DedupResult, conversation: str, rid: str | None) -> DedupRes
 
 
 def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, schedule: bool) -> ReorderResponse:
+    # every check comes before the first state change: a rejected call applies nothing
+    st.limits.contexts(req.contexts)
     conversations: list[str] | None = None
     if req.deduplicate:
         if req.conversation_ids is not None:
@@ -121,12 +124,12 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
         reordered_contexts=r.reordered,
         original_indices=r.order,
         request_ids=r.request_ids or None,
-        stats={
-            "planning_ms": round(1000 * r.planning_seconds, 3),
-            "total_tokens": r.total_tokens,
-            "cached_tokens_estimate": sum(r.cached_tokens),
-            "live_requests": sum(len(x.pilot.index) for x in reps),
-        },
+        stats=ReorderStats(
+            planning_ms=round(1000 * r.planning_seconds, 3),
+            total_tokens=r.total_tokens,
+            cached_tokens_estimate=sum(r.cached_tokens),
+            live_requests=sum(len(x.pilot.index) for x in reps),
+        ),
         deduplication=dedup,
         scheduled_contexts=r.reordered if schedule else None,
         replicas=names,
@@ -219,6 +222,12 @@ async def schedule(
 
 
 def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
+    st.limits.contexts(req.contexts)
+    if req.hint_template is not None:
+        try:
+            check_hint_template(req.hint_template)
+        except ValueError as e:
+            raise unprocessable(["hint_template"], str(e)) from None
     try:
         results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
     except ContextError as e:
@@ -241,6 +250,7 @@ async def deduplicate(req: DedupRequest, st: ServerState = Depends(get_state)) -
 
 
 def _evict(st: ServerState, req: EvictRequest) -> EvictResponse:
+    st.limits.items(req.request_ids, ["request_ids"])
     reps = st.replicas
     named = (req.replica or "").strip() or None
     # one replica: the notice is about it whatever the hook calls it
@@ -292,15 +302,15 @@ async def evict(req: EvictRequest, st: ServerState = Depends(get_state)) -> Evic
     return await run_in_threadpool(_evict, st, req)
 
 
-@router.post("/reset")
-async def reset(st: ServerState = Depends(get_state)) -> dict[str, str]:
+@router.post("/reset", response_model=StatusResponse, response_model_exclude_none=True)
+async def reset(st: ServerState = Depends(get_state)) -> StatusResponse:
     """Forget the live index (of every replica), history and all sessions."""
     for x in st.replicas:
         await run_in_threadpool(x.pilot.reset)
-    return {"status": "success", "message": "index, history and sessions cleared"}
+    return StatusResponse(status="success", message="index, history and sessions cleared")
 
 
-@router.get("/sessions")
+@router.get("/sessions", response_model=SessionsResponse)
 async def sessions(st: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Conversations tracked for multi-turn dedup (stale ones are dropped)."""
     store = st.pilot.conversations
@@ -313,22 +323,32 @@ async def sessions(st: ServerState = Depends(get_state)) -> dict[str, Any]:
     }
 
 
-@router.delete("/sessions/{conversation_id}")
-async def delete_session(conversation_id: str, st: ServerState = Depends(get_state)) -> dict[str, str]:
+@router.delete(
+    "/sessions/{conversation_id}",
+    response_model=StatusResponse,
+    response_model_exclude_none=True,
+    responses={404: {"model": ErrorBody, "description": "no such session"}},
+)
+async def delete_session(conversation_id: str, st: ServerState = Depends(get_state)) -> StatusResponse:
     if not await run_in_threadpool(st.pilot.end_session, conversation_id):
         raise HTTPException(404, detail=f"no session {conversation_id!r}")
-    return {"status": "success", "conversation_id": conversation_id}
+    return StatusResponse(status="success", conversation_id=conversation_id)
 
 
-@router.get("/requests")
+@router.get("/requests", response_model=RequestsResponse, response_model_exclude_none=True)
 async def requests(
     limit: int = Query(1000, ge=1, le=100_000), st: ServerState = Depends(get_state)
-) -> dict[str, Any]:
+) -> RequestsResponse:
     """Live request ids (oldest first per replica, replicas in order, at
     most ``limit``); with several replicas also the count per replica."""
-    per = {x.name: x.pilot.index.request_ids() for x in st.replicas}
+
+    def collect() -> dict[str, list[str]]:
+        return {x.name: x.pilot.index.request_ids() for x in st.replicas}
+
+    per = await run_in_threadpool(collect)
     ids = [i for lst in per.values() for i in lst]
-    out: dict[str, Any] = {"num_requests": len(ids), "request_ids": ids[:limit]}
-    if st.replicas.multi:
-        out["replicas"] = {name: len(lst) for name, lst in per.items()}
-    return out
+    return RequestsResponse(
+        num_requests=len(ids),
+        request_ids=ids[:limit],
+        replicas={name: len(lst) for name, lst in per.items()} if st.replicas.multi else None,
+    )

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
@@ -35,7 +36,8 @@ from contextpilot.core.blocks import default_token_counter
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
 from contextpilot.server.engine_proxy import EngineError
-from contextpilot.server.models import WarmRequest, WarmResponse
+from contextpilot.server.limits import Limits, unprocessable
+from contextpilot.server.models import ChatCompletionBody, CompletionBody, WarmRequest, WarmResponse
 from contextpilot.server.replicas import Replica
 from contextpilot.server.router import Lease
 from contextpilot.server.state import ServerState, get_state
@@ -99,7 +101,7 @@ async def _read_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise HTTPException(400, detail="request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise HTTPException(400, detail="request body must be a JSON object")
@@ -169,8 +171,19 @@ async def _send(
     return resp
 
 
+def _check_shape(body: dict[str, Any], model: type[BaseModel]) -> None:
+    """422 naming the field when the body is not an OpenAI request of its
+    kind (the body itself is forwarded unchanged)."""
+    try:
+        model.model_validate(body)
+    except ValidationError as e:
+        err = e.errors(include_url=False, include_context=False, include_input=False)[0]
+        raise unprocessable(list(err["loc"]), err["msg"], err["type"]) from None
+
+
 async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> Response:
     body = await _read_json(request)
+    _check_shape(body, ChatCompletionBody if chat else CompletionBody)
     stream = bool(body.get("stream"))
     endpoint = path.rsplit("/", 1)[-1]
     st.proxied.inc(1, endpoint)
@@ -227,6 +240,12 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
     With several replicas: to the one named by ``replica``, else to every
     replica (an item succeeds when it succeeded on all of them; per-replica
     results and ids are under ``replicas``)."""
+    limits: Limits = st.limits
+    limits.items(req.prefixes, ["prefixes"])
+    for i, p in enumerate(req.prefixes or []):
+        limits.text(p, ["prefixes", i])
+    if req.blocks is not None:
+        limits.contexts(req.blocks, "blocks")
     items: list[tuple[str, list[str]]] = [(p, [p]) for p in req.prefixes or []]
     items += [("\n\n".join(b), list(b)) for b in req.blocks or []]
     if not items:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from contextpilot import __version__
-from contextpilot.server import api_index, api_proxy
+from contextpilot.server import api_index, api_proxy, openapi
 from contextpilot.server.config import ServerConfig
+from contextpilot.server.guard import Guard, authorised
+from contextpilot.server.models import HealthResponse, RootResponse, StatsResponse
 from contextpilot.server.replicas import build_replicas
 from contextpilot.server.state import ServerState, get_state
 
@@ -59,7 +61,12 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_cleanup(state))
+        snapshots = state.state_file
+        if snapshots is not None:
+            await asyncio.to_thread(snapshots.restore)
+        tasks = [asyncio.create_task(_cleanup(state))]
+        if snapshots is not None:
+            tasks.append(asyncio.create_task(snapshots.run_periodic()))
         log.info(
             "contextpilot %s serving on %s:%d (%s), engine %s",
             __version__,
@@ -73,7 +80,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
+            if snapshots is not None:
+                await asyncio.to_thread(snapshots.save)
             await replicas.close()
 
     app = FastAPI(
@@ -85,33 +95,27 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.cp = state
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
-        path = request.url.path
+    def observe(path: str, status: int, seconds: float) -> None:
         label = (
             path if path in KNOWN_PATHS else ("/sessions/{id}" if path.startswith("/sessions/") else "other")
         )
-        t0 = time.perf_counter()
-        if config.api_key and path not in OPEN_PATHS and not _authorised(request, config.api_key):
-            response: Any = JSONResponse(
-                {"detail": "missing or wrong API key (Authorization: Bearer …)"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        elif _too_large(request, config.max_body_bytes):
-            response = JSONResponse(
-                {"detail": f"request body over {config.max_body_bytes} bytes"}, status_code=413
-            )
-        else:
-            response = await call_next(request)
-        state.requests.inc(1, label, f"{response.status_code // 100}xx")
-        state.latency.observe(time.perf_counter() - t0, label)
-        return response
+        state.requests.inc(1, label, f"{status // 100}xx")
+        state.latency.observe(seconds, label)
+
+    # outermost: key first, then the body cap, then the app (see guard.py)
+    app.add_middleware(
+        Guard,
+        api_key=config.api_key,
+        max_body_bytes=config.max_body_bytes,
+        open_paths=frozenset(OPEN_PATHS),
+        observe=observe,
+    )
+    openapi.install(app, config, OPEN_PATHS)
 
     app.include_router(api_index.router)
     app.include_router(api_proxy.router)
 
-    @app.get("/")
+    @app.get("/", response_model=RootResponse)
     async def root(st: ServerState = Depends(get_state)) -> dict[str, Any]:
         return {
             "service": "contextpilot",
@@ -121,35 +125,53 @@ def create_app(config: ServerConfig) -> FastAPI:
             "index_initialized": any(len(r.pilot.index) > 0 for r in st.replicas),
         }
 
-    @app.get("/health")
-    async def health(st: ServerState = Depends(get_state)) -> dict[str, Any]:
+    @app.get("/health", response_model=HealthResponse, response_model_exclude_none=True)
+    async def health(request: Request, st: ServerState = Depends(get_state)) -> dict[str, Any]:
         """Always 200 while the server runs; says whether the engine answers
-        (``engine``: the first replica; ``replicas``: each, when several)."""
-        out = {
+        (``engine``: the first replica; ``replicas``: each, when several).
+        Open without the API key; then engine addresses and error texts
+        are left out for callers not holding the key."""
+        anonymous = bool(st.config.api_key) and not authorised(request.headers, st.config.api_key)
+
+        def shown(probe: dict[str, Any]) -> dict[str, Any]:
+            probe = dict(probe)
+            if anonymous:
+                probe.pop("url", None)
+                probe.pop("error", None)
+            return probe
+
+        probes = await asyncio.gather(*(r.proxy.probe() for r in st.replicas))
+        out: dict[str, Any] = {
             "status": "ready",
             "mode": "stateless" if st.config.stateless else "live",
             "eviction_enabled": not st.config.stateless,
             "uptime_seconds": round(time.time() - st.started, 1),
-            "engine": await st.proxy.probe(),
+            "engine": shown(probes[0]),
         }
         if st.replicas.multi:
-            probes = await asyncio.gather(*(r.proxy.probe() for r in st.replicas))
-            out["replicas"] = [{"name": r.name, **p} for r, p in zip(st.replicas, probes)]
+            out["replicas"] = [{"name": r.name, **shown(p)} for r, p in zip(st.replicas, probes)]
         return out
 
-    @app.get("/stats")
-    async def stats(st: ServerState = Depends(get_state)) -> dict[str, Any]:
+    @app.get("/stats", response_model=StatsResponse)
+    async def stats(
+        check: bool = Query(False, description="also verify the live index's invariants (O(index size))"),
+        st: ServerState = Depends(get_state),
+    ) -> dict[str, Any]:
+        server: dict[str, Any] = {
+            "planned_requests": st.planned.value(),
+            "engine_prompt_tokens": st.prompt_tokens.value(),
+            "engine_cached_tokens": st.cached_tokens.value(),
+            "engine_hit_ratio": st.engine_hit_ratio(),
+            "uptime_seconds": round(time.time() - st.started, 1),
+        }
+        if st.state_file is not None:
+            server["state_file"] = st.state_file.status
         return {
-            "index_stats": st.replicas.index_stats(),
+            "index_check": await run_in_threadpool(_check_index, st) if check else None,
+            "index_stats": await run_in_threadpool(st.replicas.index_stats),
             "replicas": st.replica_stats(),
             "routing": {"policy": st.config.routing, "replicas": len(st.replicas)},
-            "server": {
-                "planned_requests": st.planned.value(),
-                "engine_prompt_tokens": st.prompt_tokens.value(),
-                "engine_cached_tokens": st.cached_tokens.value(),
-                "engine_hit_ratio": st.engine_hit_ratio(),
-                "uptime_seconds": round(time.time() - st.started, 1),
-            },
+            "server": server,
             "config": st.config.public(),
             "timestamp": time.time(),
         }
@@ -162,18 +184,16 @@ def create_app(config: ServerConfig) -> FastAPI:
     return app
 
 
-def _authorised(request: Request, key: str) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
-
-
-def _too_large(request: Request, limit: int) -> bool:
-    length = request.headers.get("content-length")
-    try:
-        return length is not None and int(length) > limit
-    except ValueError:
-        return True
+def _check_index(st: ServerState) -> str:
+    """'ok', or the first broken invariant of a replica's live index."""
+    for r in st.replicas:
+        try:
+            r.pilot.index.check()
+        except AssertionError as e:
+            where = f" (replica {r.name})" if st.replicas.multi else ""
+            log.error("live index invariant broken%s: %s", where, e)
+            return f"broken{where}: {e}"
+    return "ok"
 
 
 async def _cleanup(state: ServerState) -> None:

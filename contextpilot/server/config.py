@@ -78,6 +78,16 @@ class ServerConfig:
     #: share of a prompt a replica must hold cached (beyond what every warm
     #: replica holds) for cache affinity to decide
     route_min_match: float = 0.0
+    #: items per list in one request body (contexts, request ids, warm prefixes)
+    max_contexts: int = 100_000
+    #: blocks in one context
+    max_blocks_per_context: int = 10_000
+    #: characters in one text block (or warm prefix)
+    max_block_chars: int = 1_000_000
+    #: snapshot of the live index and sessions: loaded at start, saved at shutdown (None: none)
+    state_file: str | None = None
+    #: seconds between periodic snapshots (0: only at shutdown)
+    state_interval: float = 300.0
 
     @property
     def engine_urls(self) -> list[str]:
@@ -108,6 +118,13 @@ class ServerConfig:
         for name in ("engine_connect_timeout", "engine_timeout", "session_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        for name in ("max_body_bytes", "max_contexts", "max_blocks_per_context", "max_block_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.state_interval < 0:
+            raise ValueError("state_interval must be >= 0 (0: save only at shutdown)")
+        if self.state_file is not None and not self.state_file.strip():
+            self.state_file = None
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show (keys masked)."""
@@ -142,6 +159,11 @@ ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "route_max_inflight_tokens": ("CONTEXTPILOT_ROUTE_MAX_INFLIGHT_TOKENS", _opt_int),
     "route_max_imbalance": ("CONTEXTPILOT_ROUTE_MAX_IMBALANCE", _opt_int),
     "route_min_match": ("CONTEXTPILOT_ROUTE_MIN_MATCH", float),
+    "max_contexts": ("CONTEXTPILOT_MAX_CONTEXTS", int),
+    "max_blocks_per_context": ("CONTEXTPILOT_MAX_BLOCKS_PER_CONTEXT", int),
+    "max_block_chars": ("CONTEXTPILOT_MAX_BLOCK_CHARS", int),
+    "state_file": ("CONTEXTPILOT_STATE_FILE", str),
+    "state_interval": ("CONTEXTPILOT_STATE_INTERVAL", float),
 }
 
 _HELP = {
@@ -162,7 +184,6 @@ _HELP = {
     "engine_connect_timeout": "seconds to connect to the engine (default 3)",
     "engine_timeout": "seconds to wait for the engine's answer (default 120)",
     "passthrough": "proxy without request ids or recording (byte-transparent)",
-    "max_body_bytes": "largest request body accepted (default 32 MiB)",
     "engines_file": "JSON or TOML list of engine replicas {name, url, api_key, max_inflight, "
     "max_inflight_tokens, capacity_tokens}; replaces --infer-api-url",
     "routing": "replica choice: cache-aware (default), round-robin, random, least-loaded",
@@ -173,6 +194,12 @@ _HELP = {
     "(default 2; none: off)",
     "route_min_match": "share of a prompt a replica must hold cached, beyond what every warm replica "
     "holds, for cache affinity to count (default 0: any)",
+    "max_body_bytes": "largest request body accepted, with or without content-length (default 32 MiB)",
+    "max_contexts": "items per list in one request: contexts, request ids, prefixes (default 100000)",
+    "max_blocks_per_context": "blocks in one context (default 10000)",
+    "max_block_chars": "characters in one text block or warm prefix (default 1000000)",
+    "state_file": "snapshot file of the live index and sessions: restored at start, saved at shutdown",
+    "state_interval": "seconds between periodic snapshots to --state-file (0: at shutdown only; default 300)",
 }
 
 

@@ -4,7 +4,10 @@ Only ever talks to the configured engine URL (never a URL from a request).
 Responses pass through unchanged (status, body bytes, content headers);
 streams are relayed chunk by chunk as they arrive. Failures become JSON
 errors: 502 (unreachable or broken), 503 (connect timed out), 504 (no
-answer within the read timeout).
+answer within the timeout). The timeout bounds the *whole* exchange of a
+non-streaming request (an engine dripping bytes cannot hold it open) and
+the wait for a stream's headers; a stream then runs as long as each chunk
+arrives within the timeout. Connections of failed exchanges are closed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+import anyio
 import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -55,6 +59,7 @@ class EngineProxy:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = timeout
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -92,10 +97,14 @@ class EngineProxy:
                 **(headers or {}),
             },
         )
+        deadline = anyio.current_time() + self.timeout
         try:
-            resp = await self.client.send(req, stream=True)
+            with anyio.fail_after(self.timeout):
+                resp = await self.client.send(req, stream=True)
         except httpx.HTTPError as e:
             raise self._error(e) from None
+        except TimeoutError:
+            raise self._error(httpx.ReadTimeout("total timeout")) from None
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
         if stream:
             return StreamingResponse(
@@ -105,9 +114,12 @@ class EngineProxy:
                 background=BackgroundTask(resp.aclose),
             ), None
         try:
-            raw = b"".join([chunk async for chunk in resp.aiter_raw()])
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                raw = b"".join([chunk async for chunk in resp.aiter_raw()])
         except httpx.HTTPError as e:
             raise self._error(e) from None
+        except TimeoutError:
+            raise self._error(httpx.ReadTimeout("total timeout")) from None
         finally:
             await resp.aclose()
         return Response(raw, status_code=resp.status_code, headers=out_headers), raw

@@ -7,36 +7,72 @@ Field names follow the reference's API so existing clients keep working.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+from contextpilot.server.limits import INT64
 
 __all__ = [
+    "ChatCompletionBody",
+    "CompletionBody",
     "DedupRequest",
     "DedupResponse",
     "DedupResultModel",
     "EvictRequest",
+    "EngineErrorBody",
+    "ErrorBody",
     "EvictResponse",
+    "HealthResponse",
+    "RequestsResponse",
     "ReorderRequest",
     "ReorderResponse",
+    "RootResponse",
+    "SessionsResponse",
+    "StatsResponse",
+    "StatusResponse",
     "WarmRequest",
     "WarmResponse",
 ]
 
-BlockT = StrictInt | StrictStr
+#: an id (64-bit signed int) or a text; never a float, bool or null
+BlockT = Annotated[StrictInt, Field(ge=INT64[0], le=INT64[1])] | StrictStr
+#: ids, conversation ids and names: short strings
+ShortStr = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class ReorderRequest(_Model):
+class _Request(BaseModel):
+    """Request bodies: strict types (``0`` is no bool, ``"1"`` no number)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ReorderRequest(_Request):
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={  # deduplicate needs the conversation(s)
+            "if": {"properties": {"deduplicate": {"const": True}}, "required": ["deduplicate"]},
+            "then": {
+                "anyOf": [
+                    {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
+                    {"required": ["conversation_ids"], "properties": {"conversation_ids": {"type": "array"}}},
+                ]
+            },
+        },
+    )
     contexts: list[list[BlockT]] = Field(min_length=1, description="one list of blocks per request")
     deduplicate: bool = Field(False, description="also replace blocks a conversation sent before by hints")
-    conversation_id: str | None = Field(None, min_length=1, description="conversation of every context")
-    conversation_ids: list[str] | None = Field(None, description="conversation of each context")
-    hint_template: str | None = Field(None, description="dedup hint; fields {ref} {preview} {index}")
-    replica: StrictStr | None = Field(
+    conversation_id: ShortStr | None = Field(None, description="conversation of every context")
+    conversation_ids: list[ShortStr] | None = Field(None, description="conversation of each context")
+    hint_template: str | None = Field(
+        None, max_length=10_000, description="dedup hint; fields {ref} {preview} {index}"
+    )
+    replica: ShortStr | None = Field(
         None, description="several replicas: plan for this one (name or URL) instead of routing"
     )
     initial_tokens_per_context: int = Field(0, ge=0, description="accepted for compatibility; no effect")
@@ -68,6 +104,13 @@ class DedupSummary(_Model):
     total_blocks_deduped: int
 
 
+class ReorderStats(_Model):
+    planning_ms: float
+    total_tokens: int
+    cached_tokens_estimate: int
+    live_requests: int
+
+
 class ReorderResponse(_Model):
     status: str = "success"
     mode: str = Field(description="stateless | initial | incremental")
@@ -78,7 +121,7 @@ class ReorderResponse(_Model):
     reordered_contexts: list[list[BlockT]]
     original_indices: list[int] = Field(description="reordered_contexts[j] is contexts[original_indices[j]]")
     request_ids: list[str] | None = Field(None, description="stateful: id of each reordered request")
-    stats: dict[str, Any]
+    stats: ReorderStats
     deduplication: DedupSummary | None = None
     scheduled_contexts: list[list[BlockT]] | None = Field(None, description="/schedule only")
     replicas: list[str] | None = Field(
@@ -86,10 +129,10 @@ class ReorderResponse(_Model):
     )
 
 
-class DedupRequest(_Model):
+class DedupRequest(_Request):
     contexts: list[list[BlockT]] = Field(min_length=1)
-    conversation_id: str = Field(min_length=1)
-    hint_template: str | None = None
+    conversation_id: ShortStr
+    hint_template: str | None = Field(None, max_length=10_000)
 
 
 class DedupResponse(_Model):
@@ -100,12 +143,13 @@ class DedupResponse(_Model):
     total_blocks: int
 
 
-class EvictRequest(_Model):
-    request_ids: list[StrictStr] = Field(description="ids as the engine reports them (normalised here)")
-    replica: StrictStr | None = Field(
+class EvictRequest(_Request):
+    request_ids: list[ShortStr] = Field(description="ids as the engine reports them (normalised here)")
+    # empty means unset: hooks pass CONTEXTPILOT_REPLICA through as given
+    replica: Annotated[StrictStr, Field(max_length=1024)] | None = Field(
         None,
         description="the engine replica that evicted (name or URL, as the hooks' CONTEXTPILOT_REPLICA); "
-        "default: whichever replica holds each id",
+        "default (also when empty): whichever replica holds each id",
     )
 
 
@@ -126,12 +170,30 @@ class EvictResponse(_Model):
     removed_by_replica: dict[str, int] | None = Field(None, description="with several replicas")
 
 
-class WarmRequest(_Model):
+class WarmRequest(_Request):
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prefixes"], "properties": {"prefixes": {"type": "array", "minItems": 1}}},
+                {"required": ["blocks"], "properties": {"blocks": {"type": "array", "minItems": 1}}},
+            ]
+        },
+    )
     prefixes: list[StrictStr] | None = Field(None, description="prompt texts to pre-fill")
-    blocks: list[list[StrictStr]] | None = Field(None, description="block lists, joined like a prompt")
-    model: str | None = None
+    blocks: list[Annotated[list[StrictStr], Field(min_length=1)]] | None = Field(
+        None, description="block lists, joined like a prompt"
+    )
+    model: str | None = Field(None, max_length=1024)
     concurrency: int = Field(4, ge=1, le=64)
     replica: StrictStr | None = Field(None, description="warm only this replica (name or URL); default all")
+
+    @model_validator(mode="after")
+    def _something_to_warm(self) -> WarmRequest:
+        if not self.prefixes and not self.blocks:
+            raise ValueError("give prefixes or blocks (a non-empty list)")
+        return self
 
 
 class WarmResponse(_Model):
@@ -140,3 +202,147 @@ class WarmResponse(_Model):
     failed: list[dict[str, Any]]
     request_ids: list[str | None] = Field(description="ids on the (first) replica warmed")
     replicas: dict[str, dict[str, Any]] | None = Field(None, description="per replica, when several")
+
+
+# -- OpenAI-compatible bodies: checked for shape, forwarded unchanged ------------------
+
+
+class _OpenAIBody(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    stream: bool | None = None
+    # ids travel in HTTP headers (X-Request-Id): visible ASCII only
+    rid: str | None = Field(
+        None, max_length=256, pattern=r"^[!-~]+$", description="request id (also ``request_id``)"
+    )
+    request_id: str | None = Field(None, max_length=256, pattern=r"^[!-~]+$")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionBody(_OpenAIBody):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionBody(_OpenAIBody):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+# -- other responses -----------------------------------------------------------------
+
+
+class ErrorBody(_Model):
+    detail: str
+
+
+class EngineError(_Model):
+    message: str
+    type: str
+    code: int
+
+
+class EngineErrorBody(_Model):
+    error: EngineError
+
+
+class StatusResponse(_Model):
+    status: str
+    message: str | None = None
+    conversation_id: str | None = None
+
+
+class RootResponse(_Model):
+    service: str
+    version: str
+    status: str
+    mode: str
+    index_initialized: bool
+
+
+class EngineProbe(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: str | None = Field(None, description="shown only to callers holding the API key (when one is set)")
+    reachable: bool
+    status: int | None = None
+    error: str | None = None
+    latency_ms: float
+
+
+class ReplicaProbe(EngineProbe):
+    name: str
+
+
+class HealthResponse(_Model):
+    status: str
+    mode: str
+    eviction_enabled: bool
+    uptime_seconds: float
+    engine: EngineProbe = Field(description="the first replica's engine")
+    replicas: list[ReplicaProbe] | None = Field(None, description="every replica, when several")
+
+
+class IndexStatsModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    mode: str
+    calls: int
+    requests_planned: int
+    live_requests: int
+    index_nodes: int
+    index_tokens: int
+    capacity_tokens: float | None
+    predicted_hit_ratio: float
+    evicted_requests: int
+    evicted_by_engine: int
+    evicted_by_capacity: int
+    evicted_by_ttl: int
+    conversations: int
+
+
+class ServerStatsModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    planned_requests: float
+    engine_prompt_tokens: float
+    engine_cached_tokens: float
+    engine_hit_ratio: float
+    uptime_seconds: float
+    state_file: dict[str, Any] | None = Field(None, description="snapshot status when --state-file is set")
+
+
+class RoutingInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    policy: str
+    replicas: int
+
+
+class StatsResponse(_Model):
+    index_stats: IndexStatsModel = Field(description="the live index (summed over replicas when several)")
+    replicas: list[dict[str, Any]] = Field(description="per replica: index, load and routing, engine usage")
+    routing: RoutingInfo
+    server: ServerStatsModel
+    config: dict[str, Any]
+    timestamp: float
+    index_check: str | None = Field(None, description="with ?check=true: 'ok' or the broken invariant")
+
+
+class SessionInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    conversation_id: str
+    blocks: int
+    turns: int
+    idle_seconds: float
+
+
+class SessionsResponse(_Model):
+    count: int
+    ttl_seconds: float | None
+    max_sessions: int
+    sessions: list[SessionInfo]
+
+
+class RequestsResponse(_Model):
+    num_requests: int
+    request_ids: list[str]
+    replicas: dict[str, int] | None = Field(None, description="live requests per replica, when several")

@@ -12,9 +12,11 @@ from fastapi import Request
 from contextpilot.core.pilot import ContextPilot
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.engine_proxy import EngineProxy
+from contextpilot.server.limits import Limits
 from contextpilot.server.metrics import Counter, Gauge, GaugeFamily, Histogram, Registry
 from contextpilot.server.replicas import Replicas
 from contextpilot.server.router import Router
+from contextpilot.server.state_file import StateFile
 
 __all__ = ["ServerState", "get_state"]
 
@@ -28,6 +30,9 @@ class ServerState:
     started: float = field(default_factory=time.time)
     #: all replicas (default: the one made of ``pilot`` and ``proxy``)
     replicas: Replicas = None  # type: ignore[assignment]
+    limits: Limits = field(init=False)
+    #: snapshots of the live state (``--state-file``), or None
+    state_file: StateFile | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.replicas is None:
@@ -36,6 +41,16 @@ class ServerState:
 
             spec = EngineSpec("engine", self.proxy.base_url)
             self.replicas = Replicas([Replica(0, spec, self.pilot, self.proxy)], Router([self.pilot.index]))
+        self.limits = Limits.from_config(self.config)
+        self.state_file = (
+            StateFile(
+                self.config.state_file,
+                {"" if r.position == 0 else r.name: r.pilot for r in self.replicas},
+                self.config.state_interval,
+            )
+            if self.config.state_file
+            else None
+        )
         r = self.registry
         self.requests = r.add(
             Counter("contextpilot_http_requests_total", "HTTP requests", ("path", "status"))

@@ -1,0 +1,101 @@
+"""Configurable size limits of request bodies, checked before any state
+changes, each violation a 422 naming the field path (``["body",
+"contexts", 3, 7]``), never a truncation.
+
+The same limits are written into the OpenAPI schema (``maxItems`` /
+``maxLength``), so what the schema calls valid is what the server takes.
+Costs: O(items) per check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException
+
+from contextpilot.server.config import ServerConfig
+
+__all__ = ["INT64", "Limits", "contexts_schema", "unprocessable"]
+
+#: integer blocks are 64-bit signed ids (JSON numbers beyond this lose precision in most clients)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def unprocessable(loc: Sequence[Any], msg: str, kind: str = "value_error") -> HTTPException:
+    """A 422 in FastAPI's own shape, naming the field."""
+    return HTTPException(422, detail=[{"type": kind, "loc": ["body", *loc], "msg": msg}])
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_contexts: int = 100_000
+    max_blocks_per_context: int = 10_000
+    max_block_chars: int = 1_000_000
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> Limits:
+        return cls(config.max_contexts, config.max_blocks_per_context, config.max_block_chars)
+
+    def items(self, values: Sequence[Any] | None, loc: Sequence[Any]) -> None:
+        """At most ``max_contexts`` items in one list field."""
+        if values is not None and len(values) > self.max_contexts:
+            raise unprocessable(
+                loc,
+                f"at most {self.max_contexts} items per request (--max-contexts), got {len(values)}",
+                "too_long",
+            )
+
+    def text(self, value: str, loc: Sequence[Any]) -> None:
+        if len(value) > self.max_block_chars:
+            raise unprocessable(
+                loc,
+                f"at most {self.max_block_chars} characters per block (--max-block-chars), got {len(value)}",
+                "string_too_long",
+            )
+
+    def contexts(self, contexts: Sequence[Sequence[Any]], field: str = "contexts") -> None:
+        """Count of contexts, blocks per context, characters per text block."""
+        self.items(contexts, [field])
+        cap, chars = self.max_blocks_per_context, self.max_block_chars
+        for i, ctx in enumerate(contexts):
+            if len(ctx) > cap:
+                raise unprocessable(
+                    [field, i],
+                    f"at most {cap} blocks per context (--max-blocks-per-context), got {len(ctx)}",
+                    "too_long",
+                )
+            for j, b in enumerate(ctx):
+                if isinstance(b, str) and len(b) > chars:
+                    self.text(b, [field, i, j])
+
+
+def _block_schema(kind: str, limits: Limits) -> dict[str, Any]:
+    if kind == "integer":
+        return {"type": "integer", "minimum": INT64[0], "maximum": INT64[1]}
+    return {"type": "string", "maxLength": limits.max_block_chars}
+
+
+def contexts_schema(limits: Limits, min_blocks: int) -> dict[str, Any]:
+    """JSON schema of a batch: all-integer or all-string blocks (never mixed
+    in one batch), within the limits; ``min_blocks`` per context."""
+
+    def batch(kind: str) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "title": f"{kind} blocks",
+            "minItems": 1,
+            "maxItems": limits.max_contexts,
+            "items": {
+                "type": "array",
+                "minItems": min_blocks,
+                "maxItems": limits.max_blocks_per_context,
+                "items": _block_schema(kind, limits),
+            },
+        }
+
+    return {
+        "description": "one list of blocks per request; blocks are all ints (ids) or all strings (texts)",
+        "anyOf": [batch("integer"), batch("string")],
+    }
