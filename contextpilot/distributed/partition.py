@@ -7,10 +7,13 @@ This module decides which replica each request goes to, from the requests'
 signatures (:mod:`contextpilot.distributed.signatures`) alone; it is pure
 numpy/scipy (no Ray).
 
-1. **Cut**: sort the requests by similarity (the planner's popular-block
-   sort, :func:`contextpilot.core.cluster.popular_rank`, the same one that
-   cuts huge batches into chunks) and cut the sorted sequence into
-   ``replicas`` contiguous ranges of equal tokens.
+1. **Cut**: find communities by a few rounds of label propagation on the
+   request-block graph (token-weighted), order the requests community by
+   community (members, and communities by their first member, in the
+   planner's popular-block sort, :func:`contextpilot.core.cluster.popular_rank`,
+   the one that cuts huge batches into chunks), and cut that sequence into
+   ``replicas`` contiguous ranges of equal tokens. A community larger than
+   a shard is cut along the popular-block sort.
 2. **Refine**: a few rounds of balanced label propagation. Request ``i``'s
    affinity to shard ``s`` is ``sum_b w(b) * c(b, s) / (f(b) - 1)`` over
    its sampled blocks ``b``, with ``c(b, s)`` the *other* requests holding
@@ -29,8 +32,9 @@ moves accepted into it stay within ``(1 + eps) * T / R``. So whenever no
 request exceeds ``eps * T / R`` (any batch of more than a few requests per
 replica), ``max shard tokens / mean <= 1 + eps``.
 
-Cost: O(E log E) for E signature entries (one sort, one key unique), then
-per round one sparse product (E x R) and O(N log N) for N requests.
+Cost: O(E log E) for E signature entries (key ranking, popular sort), a
+few O(E) sparse aggregations for the communities, then per refinement
+round one sparse product (E x R) and O(N log N) for N requests.
 Memory O(E + (N + distinct blocks) * R).
 """
 
@@ -48,6 +52,8 @@ __all__ = ["DEFAULT_IMBALANCE", "Partition", "partition", "token_cut"]
 
 DEFAULT_IMBALANCE = 0.05
 DEFAULT_ROUNDS = 8
+#: Label-propagation rounds that find communities for the initial cut.
+LPA_ROUNDS = 4
 
 
 @dataclass
@@ -123,13 +129,66 @@ def partition(
         return Partition(a, np.bincount(a, weights=tokens, minlength=replicas), bound, [])
 
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(sigs.indptr))
-    keys, cols = np.unique(sigs.keys, return_inverse=True)
-    cols = cols.ravel().astype(np.int64)
-    nb = len(keys)
+    # dense block ids: rank of each key among the distinct keys
+    order = np.argsort(sigs.keys, kind="stable")
+    sk = sigs.keys[order]
+    new = np.r_[True, sk[1:] != sk[:-1]]
+    cols = np.empty(len(sk), dtype=np.int64)
+    cols[order] = np.cumsum(new) - 1
+    nb = int(new.sum())
     freq = np.bincount(cols, minlength=nb)
-    a = token_cut(np.argsort(popular_rank(rows, cols, n, freq), kind="stable"), tokens, replicas)
+    a = token_cut(_coherent_order(rows, cols, sigs.weights, freq, n, seed), tokens, replicas)
     moves = _refine(a, rows, cols, sigs.weights, freq, tokens, replicas, (1 + imbalance) * mean, rounds, seed)
     return Partition(a, np.bincount(a, weights=tokens, minlength=replicas), bound, moves)
+
+
+def _row_argmax(m: sp.csr_matrix) -> np.ndarray:
+    """Column of each row's largest entry (ties: the lowest column; -1 for
+    an empty row), vectorised. ``m`` has sorted, summed indices."""
+    n = m.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
+    counts = np.diff(m.indptr)
+    if not m.nnz:
+        return out
+    row = np.repeat(np.arange(n), counts)
+    top = np.full(n, -np.inf)
+    np.maximum.at(top, row, m.data)
+    at = np.flatnonzero(m.data == top[row])
+    first = at[np.r_[True, row[at][1:] != row[at][:-1]]]
+    out[row[first]] = m.indices[first]
+    return out
+
+
+def _coherent_order(
+    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, freq: np.ndarray, n: int, seed: int
+) -> np.ndarray:
+    """Request order that keeps communities contiguous.
+
+    Communities come from label propagation on the request-block graph:
+    each block takes the label most of its holders have, then each request
+    the label its blocks carry the most tokens of (ties to the lower label;
+    labels start as a seeded random permutation). Communities are ordered
+    by their first member in the popular-block sort, and members by that
+    sort, so a community larger than a shard is cut along it.
+    """
+    nb = len(freq)
+    pop = popular_rank(rows, cols, n, freq)
+    label = np.random.default_rng(seed).permutation(n).astype(np.int64)
+    w = weights.astype(np.float64)
+    for _ in range(LPA_ROUNDS):
+        held = sp.csr_matrix((np.ones(len(rows)), (cols, label[rows])), shape=(nb, n))
+        held.sum_duplicates()
+        block_label = _row_argmax(held)
+        votes = sp.csr_matrix((w, (rows, block_label[cols])), shape=(n, n))
+        votes.sum_duplicates()
+        new = _row_argmax(votes)
+        new[new < 0] = label[new < 0]  # requests whose blocks weigh nothing keep theirs
+        if np.array_equal(new, label):
+            break
+        label = new
+    first = np.full(n, n, dtype=np.int64)
+    np.minimum.at(first, label, pop)
+    return np.lexsort((pop, first[label]))
 
 
 def _refine(
@@ -167,13 +226,35 @@ def _refine(
         cand = np.flatnonzero(want)
         cand = cand[np.argsort(-gain[cand], kind="stable")]
         load = np.bincount(a, weights=tokens, minlength=replicas)
-        moved = 0
-        targets = best[cand]
+        src, dst = a[cand], best[cand]
+        accept = np.zeros(len(cand), dtype=bool)
+        # swaps first: moves s -> t paired with moves t -> s, best gains
+        # first, as many pairs as keep both shards under the cap
         for s in range(replicas):
-            c = cand[targets == s]
-            ok = c[load[s] + np.cumsum(tokens[c]) <= cap]
-            a[ok] = s
-            moved += len(ok)
+            for t in range(s + 1, replicas):
+                st_ = np.flatnonzero((src == s) & (dst == t))
+                ts_ = np.flatnonzero((src == t) & (dst == s))
+                k = min(len(st_), len(ts_))
+                if not k:
+                    continue
+                st_, ts_ = st_[:k], ts_[:k]
+                # net tokens into t after the first j pairs, j = 1..k
+                net = np.cumsum(tokens[cand[st_]] - tokens[cand[ts_]])
+                ok = (load[t] + net <= max(cap, load[t])) & (load[s] - net <= max(cap, load[s]))
+                j = int(np.argmin(ok)) if not ok.all() else k  # longest feasible prefix
+                if j:
+                    accept[st_[:j]] = accept[ts_[:j]] = True
+                    load[t] += net[j - 1]
+                    load[s] -= net[j - 1]
+        # then one-way moves into the room left under the cap
+        rest = np.flatnonzero(~accept)
+        for t in range(replicas):
+            c = rest[dst[rest] == t]
+            ok = c[load[t] + np.cumsum(tokens[cand[c]]) <= cap]
+            accept[ok] = True
+            load[t] += tokens[cand[ok]].sum()
+        a[cand[accept]] = dst[accept]
+        moved = int(accept.sum())
         moves.append(moved)
         if not moved:
             break

@@ -122,12 +122,15 @@ def signatures(
     cols = np.fromiter((b for r in ids for b in r), dtype=np.int64, count=int(lens.sum()))
     tokens = np.bincount(rows, weights=btok[cols], minlength=n).astype(np.int64)
     # distinct blocks per request, then each request's m lowest ranks
-    flat = np.unique(rows * nb + cols)
+    flat = np.sort(rows * nb + cols)  # (np.unique may hash: slower here)
+    flat = flat[np.r_[True, flat[1:] != flat[:-1]]]
     rows, cols = flat // nb, flat % nb
     w = btok[cols]
-    with np.errstate(divide="ignore"):
-        rank = np.where(w > 0, -np.log(_uniform(bkeys[cols])) / np.maximum(w, 1), np.inf)
-    order = np.lexsort((bkeys[cols], rank, rows))
+    # zero-token blocks rank last (finite, so ties still follow the key)
+    rank = -np.log(_uniform(bkeys[cols])) / np.maximum(w, 1e-9)
+    # each request's blocks by rank: a stable sort by rank, then by request
+    order = np.argsort(rank, kind="stable")
+    order = order[np.argsort(rows[order], kind="stable")]
     rows, cols = rows[order], cols[order]
     starts = np.searchsorted(rows, np.arange(n))
     keep = np.arange(len(rows)) - starts[rows] < m
