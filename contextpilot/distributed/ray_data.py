@@ -42,6 +42,7 @@ RUN = "__cp_run"
 SHARED = "__cp_shared"
 TOKENS = "__cp_tokens"
 SIG = "__cp_signature"
+SECONDS = "__cp_seconds"
 
 
 @contextlib.contextmanager
@@ -88,7 +89,9 @@ def _tag_batch(batch: dict, lookup: Any) -> dict:
 
 def _plan_group(batch: dict, column: str, token_counter: Any) -> dict:
     contexts = _rows(batch[column])
+    t0 = time.perf_counter()
     p = plan(contexts, token_counter=token_counter)
+    seconds = time.perf_counter() - t0
     n = len(contexts)
     order = np.asarray(p.order, dtype=np.int64)
     out = np.empty(n, dtype=object)
@@ -100,6 +103,7 @@ def _plan_group(batch: dict, column: str, token_counter: Any) -> dict:
         column: out,
         SHARED: np.full(n, p.shared_tokens, dtype=np.int64),
         TOKENS: np.full(n, p.total_tokens, dtype=np.int64),
+        SECONDS: np.full(n, seconds),
     }
 
 
@@ -140,7 +144,7 @@ def plan_dataset(
     part = partition(sigs, replicas, imbalance=imbalance, rounds=rounds, seed=seed)
     t2 = time.perf_counter()
     acc: list[list[tuple[int, int, list]]] = [[] for _ in range(replicas)]
-    stats = [(0, 0)] * replicas
+    stats = [(0, 0, 0.0)] * replicas
     if len(uids):
         o = np.argsort(uids, kind="stable")
         tc = token_counter
@@ -154,13 +158,15 @@ def plan_dataset(
             rep, run, idx = b[REPLICA].tolist(), b[RUN].tolist(), b[INDEX].tolist()
             for r, j, i, blocks in zip(rep, run, idx, _rows(b[column])):
                 acc[r].append((j, i, blocks))
-            for r, sh, tk in zip(rep, b[SHARED].tolist(), b[TOKENS].tolist()):
-                stats[r] = (tk, sh)
+            for r, sh, tk, sec in zip(rep, b[SHARED].tolist(), b[TOKENS].tolist(), b[SECONDS].tolist()):
+                stats[r] = (tk, sh, sec)
     streams = []
     for r, items in enumerate(acc):
         items.sort(key=lambda t: t[0])
-        tokens, shared = stats[r]
-        streams.append(ReplicaStream(r, [i for _, i, _ in items], [c for _, _, c in items], tokens, shared))
+        tokens, shared, sec = stats[r]
+        streams.append(
+            ReplicaStream(r, [i for _, i, _ in items], [c for _, _, c in items], tokens, shared, sec)
+        )
     t3 = time.perf_counter()
     return ShardedPlan(
         streams,

@@ -57,6 +57,8 @@ class ReplicaStream:
     tokens: int = 0
     #: tokens the plan shares within the shard at unbounded cache
     shared_tokens: int = 0
+    #: seconds the core planner took on this shard (in its worker)
+    plan_seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -120,13 +122,16 @@ def _validated_chunks(data: Iterable, chunk_rows: int) -> Iterator[list[list[Blo
         offset += len(chunk)
 
 
-def plan_shard(contexts: list[list[Block]], token_counter: Any = None) -> tuple[list[int], list, int, int]:
-    """Plan one shard: ``(order, reordered contexts, shared, total tokens)``.
-    Runs in a worker; arguments and result pickle."""
+def plan_shard(
+    contexts: list[list[Block]], token_counter: Any = None
+) -> tuple[list[int], list, int, int, float]:
+    """Plan one shard: ``(order, reordered contexts, shared, total tokens,
+    seconds)``. Runs in a worker; arguments and result pickle."""
     if not contexts:
-        return [], [], 0, 0
+        return [], [], 0, 0, 0.0
+    t0 = time.perf_counter()
     p = plan(contexts, token_counter=token_counter)
-    return p.order, p.contexts, p.shared_tokens, p.total_tokens
+    return p.order, p.contexts, p.shared_tokens, p.total_tokens, time.perf_counter() - t0
 
 
 def plan_assigned(
@@ -153,8 +158,8 @@ def plan_assigned(
     jobs = [([contexts[i] for i in m.tolist()], token_counter) for m in members]
     results = ex.map(plan_shard, jobs)
     streams = [
-        ReplicaStream(r, m[np.asarray(order, dtype=np.int64)].tolist(), ctxs, total, shared)
-        for r, (m, (order, ctxs, shared, total)) in enumerate(zip(members, results))
+        ReplicaStream(r, m[np.asarray(order, dtype=np.int64)].tolist(), ctxs, total, shared, seconds)
+        for r, (m, (order, ctxs, shared, total, seconds)) in enumerate(zip(members, results))
     ]
     return ShardedPlan(streams, seconds={"plan": time.perf_counter() - t0})
 
