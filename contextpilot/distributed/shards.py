@@ -145,6 +145,8 @@ def plan_assigned(
 ) -> ShardedPlan:
     """Plan validated ``contexts`` already assigned to replicas (a shard per
     replica, planned in parallel on ``executor``)."""
+    if isinstance(replicas, bool) or not isinstance(replicas, (int, np.integer)) or replicas < 1:
+        raise ValueError(f"replicas must be an int >= 1, got {replicas!r}")
     a = np.asarray(assignment, dtype=np.int64)
     if a.shape != (len(contexts),):
         raise ValueError(f"assignment has {a.size} entries for {len(contexts)} contexts")

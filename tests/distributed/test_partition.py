@@ -115,11 +115,16 @@ def test_balance_bound_always_holds(n, replicas, eps, seed):
     assert p.imbalance <= p.bound + 1e-9
 
 
+@pytest.fixture(scope="module")
+def real_sigs():
+    wl = synthetic_rag(3000, seed=3)
+    return signatures(wl.contexts, wl.token_counter)
+
+
 @pytest.mark.parametrize("eps", [0.0, 0.02, 0.05, 0.1])
 @pytest.mark.parametrize("replicas", [2, 4, 8])
-def test_imbalance_within_eps_on_a_real_batch(eps, replicas):
-    wl = synthetic_rag(3000, seed=3)
-    sigs = signatures(wl.contexts, wl.token_counter)
+def test_imbalance_within_eps_on_a_real_batch(real_sigs, eps, replicas):
+    sigs = real_sigs
     p = partition(sigs, replicas, imbalance=eps)
     assert sigs.tokens.max() <= eps * sigs.tokens.sum() / replicas or eps == 0.0
     assert p.imbalance <= max(1 + eps, p.bound) + 1e-9
