@@ -17,6 +17,7 @@ Examples::
     python -m contextpilot.bench --engine-url http://gpu-box:8000 --engine-model my-model
     python -m contextpilot.bench --external "ref=/venv/bin/python scripts/reference_planner.py"
     python -m contextpilot.bench --routing-replicas 4  # only the routing comparison (R replicas)
+    python -m contextpilot.bench --shards 4,8          # sharding for R replicas only (1M requests, Ray)
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--capacities",
         type=_capacities,
-        default=[None, 64, 16],
-        help="cache sizes as multiples of the mean prompt, e.g. inf,64,16",
+        default=None,
+        help="cache sizes as multiples of the mean prompt (default inf,64,16; --shards: inf,16)",
     )
     ap.add_argument(
         "--cache",
@@ -139,6 +140,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=256,
         help="stated peak-RSS cap for --memory; exit status 1 when over (default 256 MiB)",
     )
+    ap.add_argument(
+        "--shards",
+        help="only the sharding benchmark, for these replica counts (e.g. 4,8); merges into results.json",
+    )
+    ap.add_argument("--shard-requests", type=int, help="batch size for --shards (default 1M; quick 20k)")
+    ap.add_argument(
+        "--shard-executor",
+        choices=("ray", "local"),
+        default="ray",
+        help="where shards are planned (ray needs the ray extra)",
+    )
+    ap.add_argument("--shard-dataset", action="store_true", help="also time the Ray Dataset input path")
     ap.add_argument("--engine", choices=("llama-server",), help="replay on a managed llama-server")
     ap.add_argument("--engine-url", help="replay on an OpenAI-compatible engine at this URL")
     ap.add_argument("--engine-model", help="model name sent to --engine-url")
@@ -178,7 +191,7 @@ def run_simulated(args: argparse.Namespace, externals: list[External]) -> list[d
     trials = args.oracle_trials if args.oracle_trials is not None else (8 if args.quick else 25)
     out = []
     for wl in _workloads(args):
-        caps = capacities(wl, args.capacities)
+        caps = capacities(wl, args.capacities or [None, 64, 16])
         labels = [lab for lab, _ in caps]
         methods: list = ["retrieval", "frequency", "contextpilot", *externals]
         steps = len(methods) + (0 if args.no_online else 1 + len(externals))
@@ -216,9 +229,41 @@ def run_simulated(args: argparse.Namespace, externals: list[External]) -> list[d
     return out
 
 
+def run_shards(args: argparse.Namespace) -> int:
+    """``--shards``: the sharding benchmark alone, merged into results.json."""
+    import json
+
+    from contextpilot.bench import shards
+
+    try:
+        counts = [int(x) for x in args.shards.split(",")]
+    except ValueError:
+        raise SystemExit(f"--shards {args.shards!r}: use comma-separated replica counts, e.g. 4,8") from None
+    if not counts or min(counts) < 1:
+        raise SystemExit("--shards: replica counts must be >= 1")
+    n = args.shard_requests or (shards.QUICK_REQUESTS if args.quick else shards.FULL_REQUESTS)
+    if n < 1:
+        raise SystemExit("--shard-requests must be >= 1")
+    out = Path(args.out) / "results.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    with Progress(len(counts) + 1, f"shards ({n:,} requests)", after=0) as bar:
+        caps = args.capacities or [None, 16]
+        res = shards.run(counts, n, caps, args.shard_executor, dataset=args.shard_dataset, progress=bar)
+    res["command"] = "python -m contextpilot.bench --shards " + args.shards
+    results["shards"] = res
+    results.setdefault("machine", report.machine())
+    report.write_json(out, results)
+    print(f"\nsharded planning: {n:,} requests x 20 blocks, {args.shard_executor} executor")
+    print(shards.table(res))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.shards:
+        return run_shards(args)
     out_dir = Path(args.out)
     try:
         externals = [External.parse(s) for s in args.external]

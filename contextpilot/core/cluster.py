@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from contextpilot.core.overlap import overlap_matrix
 
-__all__ = ["Forest", "build_forest", "candidate_edges"]
+__all__ = ["Forest", "build_forest", "candidate_edges", "popular_rank"]
 
 #: Pairs generated from posting lists per candidate search (memory bound).
 PAIR_BUDGET = 4_000_000
@@ -171,6 +171,11 @@ def _popular_key(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     return rank
+
+
+#: Public name of the similarity sort that cuts huge batches into chunks
+#: (planner) and into replica shards (``contextpilot.distributed``).
+popular_rank = _popular_key
 
 
 def _top_k_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
