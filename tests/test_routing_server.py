@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -161,16 +162,25 @@ def test_routing_flag_and_env():
 
 
 def _concurrent(srv_url, n):
-    """n chats at once that share the system prompt, each with its own question."""
+    """n chats at once that share the system prompt, each with its own question.
+    A barrier releases them together, so they overlap even on a loaded machine."""
+    gate = threading.Barrier(n)
+
+    def one(i):
+        with httpx.Client(timeout=60) as c:
+            question = " ".join(f"w{i}x{k}" for k in range(8))
+            msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+            gate.wait(30)
+            return c.post(srv_url + "/v1/chat/completions", json={"messages": msgs}).headers[REPLICA]
+
     with ThreadPoolExecutor(n) as pool:
-        futs = [pool.submit(chat, srv_url, SYSTEM, " ".join(f"w{i}x{k}" for k in range(8))) for i in range(n)]
-        return [f.result().headers[REPLICA] for f in futs]
+        return list(pool.map(one, range(n)))
 
 
 @suite
 def test_inflight_limits_spill_to_other_replicas():
-    # each uncached token costs 40 ms: concurrent requests overlap for a while
-    with engines(2, "--prefill-ms-per-token", "40") as engs:
+    # each uncached token costs 100 ms: concurrent requests overlap for about a second
+    with engines(2, "--prefill-ms-per-token", "100") as engs:
         cases = [
             (["--route-max-imbalance", "none"], None, 1),  # all want the replica holding SYSTEM
             (["--route-max-imbalance", "none", "--route-max-inflight", "1"], None, 2),
