@@ -309,12 +309,9 @@ def build_forest(
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
-    if REBRACKET and _rebracket(n, left, right, inter, w):
+    if _rebracket(n, left, right, inter, w):
         return _renumbered(n, left, right, inter, roots)
     return Forest(n, left, right, inter, roots)
-
-
-REBRACKET = True
 
 
 def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: list[int]) -> int:
@@ -363,6 +360,7 @@ def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[
     return total
 
 
+#: Rotation sweeps after merging (0: none).
 REBRACKET_ROUNDS = 3
 
 
@@ -399,7 +397,6 @@ def _renumbered(
 #: Weight of the future sharing a merge forgoes (see :func:`_priority_weights`).
 LOSS = 0.5
 LOSS_EXP = 1.5
-RANK_BY_PRIORITY = True
 _SCALE = 1024
 
 
@@ -419,16 +416,16 @@ def _priority_weights(sets: Sequence[frozenset[int]], w: list[int]) -> tuple[lis
     all scaled to ints so ties break the same way everywhere.
     """
     nb = len(w)
-    freq = [0] * nb
-    for s in sets:
-        for b in s:
-            freq[b] += 1
-    top = max(freq, default=1) - 1
+    _, cols = _csr(sets)
+    freq = np.bincount(cols, minlength=nb)
+    top = int(freq.max(initial=1)) - 1
+    wn = np.asarray(w, dtype=np.float64)
     if LOSS <= 0 or top <= 0:
-        return [_SCALE * x for x in w], [0] * nb
-    loss = [round(_SCALE * LOSS * x * ((f - 1) / top) ** LOSS_EXP) if f > 1 else 0 for x, f in zip(w, freq)]
-    gain = [_SCALE * x + 2 * v for x, v in zip(w, loss)]
-    return gain, loss
+        return (_SCALE * wn).astype(np.int64).tolist(), [0] * nb
+    phi = (np.maximum(freq - 1, 0) / top) ** LOSS_EXP
+    loss = np.rint(_SCALE * LOSS * wn * phi).astype(np.int64)
+    gain = _SCALE * wn.astype(np.int64) + 2 * loss
+    return gain.tolist(), loss.tolist()
 
 
 _SHIFT = 32
@@ -458,7 +455,7 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
             v = lv[c] = sum(map(get_l, inter[c]))
         return v
 
-    pen = np.fromiter((lv[r] for r in reps), dtype=np.float64, count=len(reps)) if RANK_BY_PRIORITY else None
+    pen = np.fromiter((lv[r] for r in reps), dtype=np.float64, count=len(reps))
     ea, eb, ev, exact = candidate_edges(rep_sets, ga, k, with_exactness=True, backend=backend, penalty=pen)
     if not len(ea):
         return 0
@@ -466,7 +463,7 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]
         if exact:
-            p = int(v) if pen is not None else int(v) - lv[a] - lv[b]
+            p = int(v)  # already the priority (penalties applied)
         else:  # estimates from long posting lists only rank: make them exact
             g = sum(map(get_g, inter[a] & inter[b]))
             if g <= 0:
