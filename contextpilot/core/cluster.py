@@ -309,7 +309,9 @@ def build_forest(
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
-    if _rebracket(n, left, right, inter, w):
+    if _rebracket(n, left, right, inter, w) and any(
+        a >= v or b >= v for v, a, b in zip(range(n, len(inter)), left, right)
+    ):
         return _renumbered(n, left, right, inter, roots)
     return Forest(n, left, right, inter, roots)
 
@@ -321,42 +323,59 @@ def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[
     ``((x, b), c)`` or ``((x, c), b)``: ``v``'s members, hence ``I(v)``,
     stay the same and only the inner node's intersection changes, so the
     rotation with the heaviest inner intersection is kept. Greedy merging
-    fixes ``(b, c)`` before ``x`` exists and cannot see this. One sweep in
-    creation order, then again while it gains (at most ``REBRACKET_ROUNDS``).
-    Cost O(merges) set intersections per sweep. May leave a child with a
-    larger index than its parent (see :func:`_renumbered`).
+    fixes ``(b, c)`` before ``x`` exists and cannot see this. Nodes are
+    visited in creation order, then those next to a rotation again (at most
+    ``REBRACKET_ROUNDS`` visits each). Cost O(merges) set intersections.
+    May leave a child with a larger index than its parent (see
+    :func:`_renumbered`).
     """
+    if REBRACKET_ROUNDS < 1 or not left:
+        return 0
     get_w = w.__getitem__
-    wv = [sum(map(get_w, s)) for s in inter]
+    m = len(left)
+    wv = [sum(map(get_w, inter[n + j])) for j in range(m)]
+    parent = [-1] * (n + m)
+    for j in range(m):
+        parent[left[j]] = parent[right[j]] = n + j
+    visits = [0] * m
+    todo = list(range(m - 1, -1, -1))  # a stack: creation order first
+    queued = [True] * m
     total = 0
-    for _ in range(REBRACKET_ROUNDS):
-        gained = 0
-        for j in range(len(left)):
-            for side in (0, 1):
-                y = left[j] if side else right[j]
-                if y < n:
-                    continue
-                x = right[j] if side else left[j]
-                jy = y - n
-                b, c = left[jy], right[jy]
-                ix = inter[x]
-                xb, xc = ix & inter[b], ix & inter[c]
-                wb, wc = sum(map(get_w, xb)), sum(map(get_w, xc))
-                cur = wv[y]
-                if wb <= cur and wc <= cur:
-                    continue
-                if wb >= wc:
-                    left[jy], right[jy], inter[y], wv[y], other = x, b, xb, wb, c
-                else:
-                    left[jy], right[jy], inter[y], wv[y], other = x, c, xc, wc, b
-                if side:
-                    right[j] = other
-                else:
-                    left[j] = other
-                gained += wv[y] - cur
-        total += gained
-        if not gained:
-            break
+    while todo:
+        j = todo.pop()
+        queued[j] = False
+        if visits[j] >= REBRACKET_ROUNDS:
+            continue
+        visits[j] += 1
+        for side in (0, 1):
+            y = left[j] if side else right[j]
+            if y < n:
+                continue
+            x = right[j] if side else left[j]
+            jy = y - n
+            b, c = left[jy], right[jy]
+            ix = inter[x]
+            xb, xc = ix & inter[b], ix & inter[c]
+            wb, wc = sum(map(get_w, xb)), sum(map(get_w, xc))
+            cur = wv[jy]
+            if wb <= cur and wc <= cur:
+                continue
+            if wb >= wc:
+                left[jy], right[jy], inter[y], wv[jy], other = x, b, xb, wb, c
+            else:
+                left[jy], right[jy], inter[y], wv[jy], other = x, c, xc, wc, b
+            if side:
+                right[j] = other
+            else:
+                left[j] = other
+            parent[x], parent[other] = y, n + j
+            total += wv[jy] - cur
+            # the rotated nodes and the parent above see new children
+            for u in (jy, j, parent[n + j] - n):
+                if u >= 0 and not queued[u]:
+                    queued[u] = True
+                    todo.append(u)
+            break  # v's children changed: the other side is stale
     return total
 
 
@@ -438,23 +457,17 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
 
     ``adj[x][y]`` is the exact priority of merging live clusters x and y
     (present only when they share a block of positive weight). The heap
-    holds ints ``(_TOP - p) << 32 | cluster``, one pushed whenever a pair
-    is created (cheap to compare, ties to the lower id). A pair's priority
-    never changes while both ends live, so the heap always holds an entry at
-    least as high as each cluster's true best: a popped entry that does not
-    match its cluster's best is re-keyed, a matching one is the best merge.
+    holds ints ``(_TOP - p) << 32 | cluster`` (cheap to compare, ties to
+    the lower id); ``head[x]`` is x's highest entry in it. A pair's priority
+    never changes while both ends live and a new pair is pushed when it
+    beats its cluster's head, so every cluster's head is at least its true
+    best: a popped head that does not match the best is re-keyed, a matching
+    one is the best merge overall, and an entry below its head is obsolete.
     """
     rep_sets = [inter[r] for r in reps]
     get_g = gain.__getitem__
     get_l = loss.__getitem__
-    lv: dict[int, int] = {r: sum(map(get_l, inter[r])) for r in reps}  # L(c) of live clusters
-
-    def lof(c: int) -> int:
-        v = lv.get(c)
-        if v is None:
-            v = lv[c] = sum(map(get_l, inter[c]))
-        return v
-
+    lv = {r: sum(map(get_l, inter[r])) for r in reps}  # L(c) of live clusters
     pen = np.fromiter((lv[r] for r in reps), dtype=np.float64, count=len(reps))
     ea, eb, ev, exact = candidate_edges(rep_sets, ga, k, with_exactness=True, backend=backend, penalty=pen)
     if not len(ea):
@@ -470,7 +483,8 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
                 continue
             p = g - lv[a] - lv[b]
         adj[a][b] = adj[b][a] = p
-    heap = [((_TOP - max(nb.values())) << _SHIFT) | x for x, nb in adj.items() if nb]
+    head = {x: ((_TOP - max(nb.values())) << _SHIFT) | x for x, nb in adj.items() if nb}
+    heap = list(head.values())
     heapq.heapify(heap)
     pop, push = heapq.heappop, heapq.heappush
     merged = 0
@@ -478,12 +492,13 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
         key = pop(heap)
         x = key & _MASK
         nbrs = adj.get(x)
-        if not nbrs:
-            continue  # merged away, or nothing left to pair with
+        if not nbrs or head[x] != key:
+            continue  # merged away, nothing left to pair with, or obsolete
         y = max(nbrs, key=nbrs.__getitem__)
-        v = nbrs[y]
-        if (((_TOP - v) << _SHIFT) | x) != key:
-            push(heap, ((_TOP - v) << _SHIFT) | x)  # its best changed: re-key
+        best = ((_TOP - nbrs[y]) << _SHIFT) | x
+        if best != key:
+            head[x] = best  # its best changed: re-key
+            push(heap, best)
             continue
         c = merge(x, y)
         merged += 1
@@ -504,17 +519,20 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
         ic = inter[c]
         mine: dict[int, int] = {}
         if ic:
-            lc = lof(c)
+            lc = lv[c] = sum(map(get_l, ic))
             for d in cand:
                 g = sum(map(get_g, ic & inter[d]))
                 if g > 0:
-                    p = g - lc - lof(d)
-                    mine[d] = p
-                    adj[d][c] = p
-                    push(heap, ((_TOP - p) << _SHIFT) | d)
+                    p = g - lc - lv[d]
+                    mine[d] = adj[d][c] = p
+                    pk = ((_TOP - p) << _SHIFT) | d
+                    if pk < head[d]:
+                        head[d] = pk
+                        push(heap, pk)
         adj[c] = mine
         if mine:
-            push(heap, ((_TOP - max(mine.values())) << _SHIFT) | c)
+            head[c] = ((_TOP - max(mine.values())) << _SHIFT) | c
+            push(heap, head[c])
     return merged
 
 
