@@ -9,15 +9,19 @@ node ``v`` saves exactly ``w(I(v))`` prompt tokens (the first request of its
 second subtree reuses them), so the forest's savings are ``sum w(I(v))``
 over internal nodes.
 
-The builder merges, greedily, the pair of clusters with the largest
-intersection weight. Intersection weight is *reducible* (a merged cluster
-is never closer to a third one than its parts were), so a lazy max-heap is
-exact: an entry's priority may be stale, never too low once verified.
+The builder merges, greedily, the pair of clusters with the highest
+*loss-aware* priority: the intersection weight gained now, minus a charge
+for the popular blocks the merge drops from the merged cluster's shared set
+(they would likely have been shared again by a later merge; see
+:func:`_priority_weights`). A pair's priority is fixed while both clusters
+live, so a lazy max-heap fed with every new pair is exact. A final sweep of
+tree rotations (:func:`_rebracket`) fixes brackets the greedy order could
+not see.
 
 Candidate pairs come from the block -> requests inverted index, never an
 all-pairs matrix: short posting lists pair every member, long ones only
 neighbours in a similarity sort (see :func:`candidate_edges`); each request
-keeps its ``k`` best candidates.
+keeps its ``k`` best candidates by priority.
 
 Invariants of :class:`Forest`:
 
@@ -200,6 +204,7 @@ def candidate_edges(
     budget: int = PAIR_BUDGET,
     with_exactness: bool = False,
     backend: str = "scipy",
+    penalty: np.ndarray | None = None,
 ) -> Any:
     """Up to ``k`` likely best partners per request, with overlap estimates.
 
@@ -212,7 +217,9 @@ def candidate_edges(
     paired exhaustively; otherwise only a ranking hint).
 
     ``backend``: ``"scipy"`` or ``"torch"`` for the sparse product (see
-    :mod:`contextpilot.core.overlap`).
+    :mod:`contextpilot.core.overlap`). ``penalty`` (per request, >= 0):
+    partners are ranked, and values returned, as
+    ``overlap - penalty[a] - penalty[b]`` (pairs with no overlap stay out).
 
     Returns ``(a, b, value)`` with ``a < b``, each pair once, plus (with
     ``with_exactness``) whether every value is exact.
@@ -248,7 +255,16 @@ def candidate_edges(
     overlap.sort_indices()  # ties in the top-k go to the lower id, whatever the backend
     if not overlap.nnz:
         return none
+    shift = 0.0
+    if penalty is not None and len(penalty):
+        # rank by overlap - penalties, kept positive for the top-k sort
+        shift = 2.0 * float(penalty.max()) + 1.0
+        counts = np.diff(overlap.indptr)
+        r = np.repeat(np.arange(n, dtype=np.int64), counts)
+        overlap.data = overlap.data - penalty[r] - penalty[overlap.indices] + shift
     edges = _top_k_per_row(overlap, k)
+    if shift:
+        edges = (edges[0], edges[1], edges[2] - shift)
     return edges + ((bool(limit >= freq.max()),) if with_exactness else ())
 
 
@@ -259,7 +275,7 @@ def build_forest(
     max_degree: int = 12,
     backend: str = "scipy",
 ) -> Forest:
-    """Greedy max-intersection agglomeration (see module docstring).
+    """Greedy loss-aware max-intersection agglomeration (see module docstring).
 
     ``weights[b]``: token length of planning id ``b`` (an int)."""
     if k < 1:
@@ -268,7 +284,6 @@ def build_forest(
     w = [int(x) for x in weights]
     if any(x < 0 for x in w):
         raise ValueError("weights must be >= 0")
-    wa = np.asarray(w, dtype=np.float64)
     inter: list[frozenset[int]] = list(sets)
     left: list[int] = []
     right: list[int] = []
@@ -289,13 +304,152 @@ def build_forest(
         j = firsts.get(s)
         firsts[s] = i if j is None else merge(j, i)
     reps = list(firsts.values())
+    gain, loss = _priority_weights(sets, w)
+    ga = np.asarray(gain, dtype=np.float64)
 
     for _ in range(MAX_PASSES):
-        if len(reps) < 2 or not _merge_pass(reps, inter, w, wa, alive, merge, k, max_degree, backend):
+        if len(reps) < 2:
+            break
+        if not _merge_pass(reps, inter, gain, loss, ga, alive, merge, k, max_degree, backend):
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
+    if _rebracket(n, left, right, inter, w) and any(
+        a >= v or b >= v for v, a, b in zip(range(n, len(inter)), left, right)
+    ):
+        return _renumbered(n, left, right, inter, roots)
     return Forest(n, left, right, inter, roots)
+
+
+def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: list[int]) -> int:
+    """Local re-bracketing (tree rotations), in place; returns tokens gained.
+
+    For a node ``v = (x, (b, c))`` the forest may instead hold
+    ``((x, b), c)`` or ``((x, c), b)``: ``v``'s members, hence ``I(v)``,
+    stay the same and only the inner node's intersection changes, so the
+    rotation with the heaviest inner intersection is kept. Greedy merging
+    fixes ``(b, c)`` before ``x`` exists and cannot see this. Nodes are
+    visited in creation order, then those next to a rotation again (at most
+    ``REBRACKET_ROUNDS`` visits each). Cost O(merges) set intersections.
+    May leave a child with a larger index than its parent (see
+    :func:`_renumbered`).
+    """
+    if REBRACKET_ROUNDS < 1 or not left:
+        return 0
+    get_w = w.__getitem__
+    m = len(left)
+    wv = [sum(map(get_w, inter[n + j])) for j in range(m)]
+    parent = [-1] * (n + m)
+    for j in range(m):
+        parent[left[j]] = parent[right[j]] = n + j
+    visits = [0] * m
+    todo = list(range(m - 1, -1, -1))  # a stack: creation order first
+    queued = [True] * m
+    total = 0
+    while todo:
+        j = todo.pop()
+        queued[j] = False
+        if visits[j] >= REBRACKET_ROUNDS:
+            continue
+        visits[j] += 1
+        for side in (0, 1):
+            y = left[j] if side else right[j]
+            if y < n:
+                continue
+            x = right[j] if side else left[j]
+            jy = y - n
+            b, c = left[jy], right[jy]
+            ix = inter[x]
+            xb, xc = ix & inter[b], ix & inter[c]
+            wb, wc = sum(map(get_w, xb)), sum(map(get_w, xc))
+            cur = wv[jy]
+            if wb <= cur and wc <= cur:
+                continue
+            if wb >= wc:
+                left[jy], right[jy], inter[y], wv[jy], other = x, b, xb, wb, c
+            else:
+                left[jy], right[jy], inter[y], wv[jy], other = x, c, xc, wc, b
+            if side:
+                right[j] = other
+            else:
+                left[j] = other
+            parent[x], parent[other] = y, n + j
+            total += wv[jy] - cur
+            # the rotated nodes and the parent above see new children
+            for u in (jy, j, parent[n + j] - n):
+                if u >= 0 and not queued[u]:
+                    queued[u] = True
+                    todo.append(u)
+            break  # v's children changed: the other side is stale
+    return total
+
+
+#: Rotation sweeps after merging (0: none).
+REBRACKET_ROUNDS = 3
+
+
+def _renumbered(
+    n: int, left: list[int], right: list[int], inter: list[frozenset[int]], roots: list[int]
+) -> Forest:
+    """The same forest with every merge numbered after its children."""
+    new_id: dict[int, int] = {}
+    nl: list[int] = []
+    nr: list[int] = []
+    ni: list[frozenset[int]] = list(inter[:n])
+    new_roots = []
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if v < n:
+                continue
+            j = v - n
+            if not expanded:
+                stack.append((v, True))
+                stack.append((right[j], False))
+                stack.append((left[j], False))
+                continue
+            a, b = left[j], right[j]
+            new_id[v] = n + len(nl)
+            nl.append(new_id.get(a, a))
+            nr.append(new_id.get(b, b))
+            ni.append(inter[v])
+        new_roots.append(new_id.get(root, root))
+    return Forest(n, nl, nr, ni, new_roots)
+
+
+#: Weight of the future sharing a merge forgoes (see :func:`_priority_weights`).
+LOSS = 0.5
+LOSS_EXP = 1.5
+_SCALE = 1024
+
+
+def _priority_weights(sets: Sequence[frozenset[int]], w: list[int]) -> tuple[list[int], list[int]]:
+    """Integer per-block weights of the merge priority.
+
+    Merging ``a`` and ``b`` saves ``w(X)`` now (``X = I(a) & I(b)``) and
+    drops the blocks of ``I(a) ^ I(b)`` from any later shared prefix of the
+    merged cluster. A block held by many requests would likely have been
+    shared again: its drop costs ``LOSS * w * phi`` with ``phi`` the block's
+    popularity relative to the most popular block. Priority::
+
+        p(a, b) = w(X) - LOSS * (V(I(a)) + V(I(b)) - 2 V(X))
+                = sum_X gain - (L(a) + L(b))
+
+    with ``gain = w + 2 LOSS w phi`` and ``L(c) = sum_{I(c)} LOSS w phi``,
+    all scaled to ints so ties break the same way everywhere.
+    """
+    nb = len(w)
+    _, cols = _csr(sets)
+    freq = np.bincount(cols, minlength=nb)
+    top = int(freq.max(initial=1)) - 1
+    wn = np.asarray(w, dtype=np.float64)
+    if LOSS <= 0 or top <= 0:
+        return (_SCALE * wn).astype(np.int64).tolist(), [0] * nb
+    phi = (np.maximum(freq - 1, 0) / top) ** LOSS_EXP
+    loss = np.rint(_SCALE * LOSS * wn * phi).astype(np.int64)
+    gain = _SCALE * wn.astype(np.int64) + 2 * loss
+    return gain.tolist(), loss.tolist()
 
 
 _SHIFT = 32
@@ -303,29 +457,39 @@ _MASK = (1 << _SHIFT) - 1
 _TOP = 1 << 62
 
 
-def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int, backend: str) -> int:
+def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: int, backend: str) -> int:
     """Greedy merging over one candidate graph; returns merges made.
 
-    ``adj[x][y]`` is the exact overlap of live clusters x and y. A heap
-    holds one entry per cluster, keyed by its best overlap when pushed (ints
-    ``(_TOP - value) << 32 | cluster``: cheap to compare, ties to the lower
-    id). Overlaps only shrink as clusters merge, so a popped entry is at
-    least its cluster's true best: stale entries are re-keyed, and a
-    current one is the best merge available.
+    ``adj[x][y]`` is the exact priority of merging live clusters x and y
+    (present only when they share a block of positive weight). The heap
+    holds ints ``(_TOP - p) << 32 | cluster`` (cheap to compare, ties to
+    the lower id); ``head[x]`` is x's highest entry in it. A pair's priority
+    never changes while both ends live and a new pair is pushed when it
+    beats its cluster's head, so every cluster's head is at least its true
+    best: a popped head that does not match the best is re-keyed, a matching
+    one is the best merge overall, and an entry below its head is obsolete.
     """
     rep_sets = [inter[r] for r in reps]
-    ea, eb, ev, exact = candidate_edges(rep_sets, wa, k, with_exactness=True, backend=backend)
+    get_g = gain.__getitem__
+    get_l = loss.__getitem__
+    lv = {r: sum(map(get_l, inter[r])) for r in reps}  # L(c) of live clusters
+    pen = np.fromiter((lv[r] for r in reps), dtype=np.float64, count=len(reps))
+    ea, eb, ev, exact = candidate_edges(rep_sets, ga, k, with_exactness=True, backend=backend, penalty=pen)
     if not len(ea):
         return 0
-    get_w = w.__getitem__
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]
-        # estimates from long posting lists are lower bounds: make them exact
-        v = int(v) if exact else sum(map(get_w, inter[a] & inter[b]))
-        if v > 0:
-            adj[a][b] = adj[b][a] = v
-    heap = [((_TOP - max(nb.values())) << _SHIFT) | x for x, nb in adj.items() if nb]
+        if exact:
+            p = int(v)  # already the priority (penalties applied)
+        else:  # estimates from long posting lists only rank: make them exact
+            g = sum(map(get_g, inter[a] & inter[b]))
+            if g <= 0:
+                continue
+            p = g - lv[a] - lv[b]
+        adj[a][b] = adj[b][a] = p
+    head = {x: ((_TOP - max(nb.values())) << _SHIFT) | x for x, nb in adj.items() if nb}
+    heap = list(head.values())
     heapq.heapify(heap)
     pop, push = heapq.heappop, heapq.heappush
     merged = 0
@@ -333,17 +497,18 @@ def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int, backe
         key = pop(heap)
         x = key & _MASK
         nbrs = adj.get(x)
-        if not nbrs:
-            continue  # merged away, or nothing left to pair with
+        if not nbrs or head[x] != key:
+            continue  # merged away, nothing left to pair with, or obsolete
         y = max(nbrs, key=nbrs.__getitem__)
-        v = nbrs[y]
-        if (((_TOP - v) << _SHIFT) | x) != key:
-            push(heap, ((_TOP - v) << _SHIFT) | x)  # its best shrank: re-key
+        best = ((_TOP - nbrs[y]) << _SHIFT) | x
+        if best != key:
+            head[x] = best  # its best changed: re-key
+            push(heap, best)
             continue
         c = merge(x, y)
         merged += 1
         na, nb = adj.pop(x), adj.pop(y)
-        # overlap(c, d) <= min(overlap(x, d), overlap(y, d)): rank by that
+        # rank the new cluster's candidates by its parts' priorities
         cand = {d: u for d, u in na.items() if d != y}
         for d, u in nb.items():
             if d != x:
@@ -359,14 +524,20 @@ def _merge_pass(reps, inter, w, wa, alive, merge, k: int, max_degree: int, backe
         ic = inter[c]
         mine: dict[int, int] = {}
         if ic:
+            lc = lv[c] = sum(map(get_l, ic))
             for d in cand:
-                u = sum(map(get_w, ic & inter[d]))
-                if u > 0:
-                    mine[d] = u
-                    adj[d][c] = u
+                g = sum(map(get_g, ic & inter[d]))
+                if g > 0:
+                    p = g - lc - lv[d]
+                    mine[d] = adj[d][c] = p
+                    pk = ((_TOP - p) << _SHIFT) | d
+                    if pk < head[d]:
+                        head[d] = pk
+                        push(heap, pk)
         adj[c] = mine
         if mine:
-            push(heap, ((_TOP - max(mine.values())) << _SHIFT) | c)
+            head[c] = ((_TOP - max(mine.values())) << _SHIFT) | c
+            push(heap, head[c])
     return merged
 
 
