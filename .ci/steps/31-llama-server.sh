@@ -30,3 +30,10 @@ CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no
   tests/test_llamacpp_real.py
 echo "ran: tests/test_llamacpp_real.py on the real llama-server in $((SECONDS - t1)) s" \
   "(step total $((SECONDS - t0)) s)"
+
+# cache-aware routing vs round-robin over two real llama-server replicas behind one contextpilot server
+t2=$SECONDS
+CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no:cacheprovider \
+  tests/test_routing_llama.py
+echo "ran: tests/test_routing_llama.py (routing over 2 real llama-server replicas) in $((SECONDS - t2)) s" \
+  "(step total $((SECONDS - t0)) s)"
