@@ -65,7 +65,7 @@ def _live(http: httpx.Client) -> tuple[int, int]:
         ("/reorder", {"contexts": [[i] for i in range(6)]}, ["body", "contexts"]),
         ("/reorder", {"contexts": [[1], [1, 2, 3, 4, 5]]}, ["body", "contexts", 1]),
         ("/reorder", {"contexts": [["ok"], ["a", "x" * 51]]}, ["body", "contexts", 1, 1]),
-        ("/reorder", {"contexts": [[2**63]]}, ["body", "contexts", 0, 0]),
+        ("/reorder", {"contexts": [[2**64]]}, ["body", "contexts", 0, 0]),
         ("/reorder", {"contexts": [[-(2**63) - 1]]}, ["body", "contexts", 0, 0]),
         ("/schedule", {"contexts": [[1, 2, 3, 4, 5]]}, ["body", "contexts", 0]),
         ("/deduplicate", {"contexts": [["y" * 51]], "conversation_id": "c"}, ["body", "contexts", 0, 0]),
@@ -90,7 +90,8 @@ def test_limits_give_422_with_the_field_and_apply_nothing(http, path, body, loc)
 def test_limits_at_the_edge_are_accepted(http):
     ok = http.post("/reorder", json={"contexts": [["x" * 50] * 4] * 5})
     assert ok.status_code == 200 and ok.json()["num_contexts"] == 5
-    assert http.post("/reorder", json={"contexts": [[2**63 - 1, -(2**63)]]}).status_code == 200
+    # signed and unsigned 64-bit ids (e.g. content hashes) are both accepted
+    assert http.post("/reorder", json={"contexts": [[2**64 - 1, -(2**63), 2**63]]}).status_code == 200
 
 
 def test_body_cap_with_and_without_content_length(http):
@@ -158,7 +159,7 @@ def test_openapi_states_the_configured_limits(http):
     ctx = spec["components"]["schemas"]["ReorderRequest"]["properties"]["contexts"]
     ints, texts = ctx["anyOf"]
     assert ints["maxItems"] == 5 and ints["items"]["maxItems"] == 4 and ints["items"]["minItems"] == 1
-    assert ints["items"]["items"]["maximum"] == 2**63 - 1
+    assert ints["items"]["items"]["maximum"] == 2**64 - 1
     assert texts["items"]["items"]["maxLength"] == 50
     dedup = spec["components"]["schemas"]["DedupRequest"]["properties"]["contexts"]
     assert dedup["anyOf"][0]["items"]["minItems"] == 0  # an empty context is fine there

@@ -17,10 +17,11 @@ from fastapi import HTTPException
 
 from contextpilot.server.config import ServerConfig
 
-__all__ = ["INT64", "Limits", "contexts_schema", "unprocessable"]
+__all__ = ["BLOCK_ID_RANGE", "Limits", "contexts_schema", "unprocessable"]
 
-#: integer blocks are 64-bit signed ids (JSON numbers beyond this lose precision in most clients)
-INT64 = (-(2**63), 2**63 - 1)
+#: integer blocks are 64-bit ids, signed or unsigned (content hashes are often uint64);
+#: bounded, so a body can never carry arbitrarily large numbers
+BLOCK_ID_RANGE = (-(2**63), 2**64 - 1)
 
 
 def unprocessable(loc: Sequence[Any], msg: str, kind: str = "value_error") -> HTTPException:
@@ -73,7 +74,7 @@ class Limits:
 
 def _block_schema(kind: str, limits: Limits) -> dict[str, Any]:
     if kind == "integer":
-        return {"type": "integer", "minimum": INT64[0], "maximum": INT64[1]}
+        return {"type": "integer", "minimum": BLOCK_ID_RANGE[0], "maximum": BLOCK_ID_RANGE[1]}
     return {"type": "string", "maxLength": limits.max_block_chars}
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from contextpilot.server.limits import INT64
+from contextpilot.server.limits import BLOCK_ID_RANGE
 
 __all__ = [
     "ChatCompletionBody",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: an id (64-bit signed int) or a text; never a float, bool or null
-BlockT = Annotated[StrictInt, Field(ge=INT64[0], le=INT64[1])] | StrictStr
+BlockT = Annotated[StrictInt, Field(ge=BLOCK_ID_RANGE[0], le=BLOCK_ID_RANGE[1])] | StrictStr
 #: ids, conversation ids and names: short strings
 ShortStr = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
 
