@@ -7,6 +7,9 @@ a live index of what the inference engine has cached.
     import contextpilot as cp
     pilot = cp.ContextPilot()
     reordered, order = pilot.reorder([[3, 1, 2], [2, 3, 9]])
+    chat = pilot.chat("user-42")           # multi-turn, append-only history
+    messages = chat.messages(docs, query)  # whole conversation + this turn
+    chat.reply(answer)
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from contextpilot.core.blocks import Block, BlockTable, stable_key, validate_contexts
+    from contextpilot.core.chat import ChatSession, ChatStore
     from contextpilot.core.dedup import ConversationStore, DedupResult, dedup_passages
     from contextpilot.core.index import EvictionReport, PrefixIndex
     from contextpilot.core.pilot import ContextPilot, ReorderResult
@@ -33,6 +37,8 @@ _LAZY = {
     "BlockTable": "contextpilot.core.blocks",
     "stable_key": "contextpilot.core.blocks",
     "validate_contexts": "contextpilot.core.blocks",
+    "ChatSession": "contextpilot.core.chat",
+    "ChatStore": "contextpilot.core.chat",
     "ConversationStore": "contextpilot.core.dedup",
     "DedupResult": "contextpilot.core.dedup",
     "dedup_passages": "contextpilot.core.dedup",
@@ -65,6 +71,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Block",
     "BlockTable",
+    "ChatSession",
+    "ChatStore",
     "ContextPilot",
     "ConversationStore",
     "DedupResult",

@@ -10,7 +10,13 @@ later call, for one context or many: ``reordered[j]`` holds exactly the
 blocks of ``contexts[order[j]]`` (duplicates kept), and requests should run
 in that order.
 
-Thread-safe: one lock serialises planning and state updates.
+Multi-turn: :meth:`ContextPilot.chat` gives append-only chat sessions
+(:mod:`contextpilot.core.chat`) whose dedup hints always refer to text in
+the history they return; :meth:`ContextPilot.optimize` with a
+``conversation_id`` hints too, but leaves keeping the history to the caller.
+
+Thread-safe: one lock serialises planning and state updates (a chat
+store's lock, when both are held, is taken first).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
+from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import (
     ConversationStore,
     DedupResult,
@@ -36,7 +43,7 @@ from contextpilot.core.planner import plan
 from contextpilot.core.prompt import build_messages
 from contextpilot.core.recent import RecentRequests
 
-__all__ = ["ContextPilot", "ReorderResult"]
+__all__ = ["ChatSession", "ChatStore", "ContextPilot", "ReorderResult"]
 
 log = logging.getLogger("contextpilot")
 
@@ -69,7 +76,8 @@ class ContextPilot:
     ``token_counter`` — callable, tokenizer (``encode``) or mapping giving
     block lengths (default: about 4 bytes per token; ids weigh 64);
     ``hint_template`` — multi-turn dedup hint (fields ``{ref}``,
-    ``{preview}``, ``{index}``); the ``max_*`` bounds cap all state;
+    ``{preview}``, ``{index}``); the ``max_*`` bounds cap all state
+    (``max_chat_sessions`` / ``chat_ttl``: the sessions of :meth:`chat`);
     ``use_gpu`` — compute request overlaps with torch (CUDA if present;
     needs the ``torch`` extra, never required).
     """
@@ -87,6 +95,8 @@ class ContextPilot:
         max_conversations: int = 10_000,
         conversation_ttl: float | None = 3600.0,
         recent_requests: int = 4096,
+        max_chat_sessions: int = 10_000,
+        chat_ttl: float | None = 3600.0,
         use_gpu: bool = False,
         **legacy: Any,
     ) -> None:
@@ -103,6 +113,7 @@ class ContextPilot:
         self._index = PrefixIndex(capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests)
         self._recent = RecentRequests(recent_requests)
         self._conversations = ConversationStore(max_conversations, conversation_ttl)
+        self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
         self._calls = 0
         self._planned = 0
 
@@ -208,23 +219,30 @@ class ContextPilot:
         conversation_id: str | None = None,
         system_instruction: str | None = None,
     ) -> list[dict[str, str]]:
-        """Messages for one online turn: documents reordered for the cache,
-        the relevance order restated, repeats in the conversation hinted."""
+        """``[system, user]`` for one online turn: documents reordered for the
+        cache (system message), the relevance order restated and the query
+        last (user message); the live index records what is sent.
+
+        With ``conversation_id``, a document this conversation was given
+        before (by earlier ``optimize`` calls or :meth:`deduplicate`) is
+        replaced by a reference hint. The returned pair holds only *this*
+        turn: the hint is honest only if the caller keeps the earlier turns'
+        messages and sends them with this one, in order. To have that done
+        for you (append-only history, hints only for text in that history,
+        bounded restarts), use :meth:`chat` instead.
+        """
         docs = _check_docs(docs, "docs")
         ordered = docs
         hints: dict[int, str] = {}
         with self._lock:
             if docs:
-                ordered = self._reorder([docs], not self.stateless, record=False).reordered[0]
+                ordered = self._plan_one(docs)
             if conversation_id is not None:
                 res = deduplicate_turn(self._conversations, [ordered], conversation_id, self.hint_template)[0]
                 hints = dict(zip(res.hinted_positions, res.reference_hints))
-            if docs and not self.stateless:
+            if docs:
                 # the index learns what is really sent: hints replace repeats
-                table = BlockTable(self._counter)
-                sent = [hints.get(i, d) for i, d in enumerate(ordered)]
-                ids = [table.intern(b) for b in sent]
-                self._record([table.key(i) for i in ids], [table.tokens(i) for i in ids])
+                self._record_path(*self._measure([hints.get(i, d) for i, d in enumerate(ordered)]))
         return build_messages(
             ordered, query, original=docs, system_instruction=system_instruction, hints=hints
         )
@@ -272,14 +290,67 @@ class ContextPilot:
             )
 
     def sessions(self) -> list[dict[str, Any]]:
-        """Conversations tracked for dedup (stale ones dropped first)."""
+        """Conversations tracked for dedup (stale ones dropped first); those
+        of :meth:`chat` sessions are listed too, as ``chat-<hex>``."""
         with self._lock:
             store = self._conversations
             store.expire()
             return [{"conversation_id": c, **(store.info(c) or {})} for c in store.ids()]
 
     def end_session(self, conversation_id: str) -> bool:
-        """Forget one conversation's dedup state; False if unknown."""
+        """Forget one conversation's dedup state, and the :meth:`chat`
+        session of that id (history included); False if neither existed."""
+        chat = self._chats.end(conversation_id)
+        return self._end_conversation(conversation_id) or chat
+
+    # -- chat sessions ------------------------------------------------------------------
+
+    def chat(
+        self, session_id: str, *, system_instruction: str | None = None, max_turns: int | None = None
+    ) -> ChatSession:
+        """The append-only chat session ``session_id`` (created on first use).
+
+        ``session.messages(docs, query)`` returns the whole conversation so
+        far plus this turn (send it as is), ``session.reply(answer)`` records
+        the model's answer. Documents the history already holds become
+        short hints, and only those: see :mod:`contextpilot.core.chat`.
+        ``system_instruction`` (``""``: no system message) and ``max_turns``
+        (history restarts after that many turns; default 64) are fixed for a
+        live session; ``None`` keeps them.
+        """
+        return self._chats.session(session_id, system_instruction=system_instruction, max_turns=max_turns)
+
+    def chat_sessions(self) -> list[dict[str, Any]]:
+        """The live :meth:`chat` sessions (idle ones dropped first): id,
+        turns, restarts, messages, pending, conversation_id."""
+        return self._chats.info()
+
+    @property
+    def chats(self) -> ChatStore:
+        return self._chats
+
+    # -- internals shared with chat sessions ------------------------------------------
+
+    def _plan_one(self, docs: list[str]) -> list[Block]:
+        """One request's blocks in cache order (live index unless stateless), not recorded."""
+        with self._lock:
+            return self._reorder([docs], not self.stateless, record=False).reordered[0]
+
+    def _measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]:
+        """Stable keys and token lengths of ``blocks``."""
+        with self._lock:
+            table = BlockTable(self._counter)
+            ids = [table.intern(b) for b in blocks]
+            return [table.key(i) for i in ids], [table.tokens(i) for i in ids]
+
+    def _record_path(self, keys: list[int], tokens: list[int]) -> str | None:
+        """The index learns one sent request (a fresh id); None when stateless."""
+        if self.stateless or not keys:
+            return None
+        with self._lock:
+            return self._record(keys, tokens)[0]
+
+    def _end_conversation(self, conversation_id: str) -> bool:
         with self._lock:
             return self._conversations.clear(conversation_id)
 
@@ -303,7 +374,8 @@ class ContextPilot:
             return self._index.evict(ids)
 
     def reset(self) -> None:
-        """Forget everything: cached prefixes, history, conversations."""
+        """Forget everything: cached prefixes, history, conversations, chat sessions."""
+        self._chats.clear()  # outside our lock: the chat store's lock comes first
         with self._lock:
             self._index.reset()
             self._recent.clear()
@@ -318,6 +390,7 @@ class ContextPilot:
         return self._conversations
 
     def stats(self) -> dict[str, Any]:
+        chats = len(self._chats)  # before our lock: the chat store's lock comes first
         with self._lock:
             s = self._index.stats()
             return {
@@ -334,6 +407,7 @@ class ContextPilot:
                 "evicted_by_capacity": s.evicted_by_capacity,
                 "evicted_by_ttl": s.evicted_by_ttl,
                 "conversations": len(self._conversations),
+                "chat_sessions": chats,
             }
 
     get_stats = stats

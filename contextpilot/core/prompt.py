@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from contextpilot.core.blocks import Block
 from contextpilot.core.dedup import doc_ref
 
-__all__ = ["DEFAULT_SYSTEM", "build_messages", "relevance_line"]
+__all__ = ["DEFAULT_SYSTEM", "build_messages", "relevance_line", "render_documents"]
 
 DEFAULT_SYSTEM = (
     "Answer the user's question using the documents below. Each document starts "
@@ -32,6 +32,14 @@ def _render(doc: Block) -> str:
 def relevance_line(original: Sequence[Block]) -> str:
     labels = ", ".join(f"[{doc_ref(d)}]" for d in dict.fromkeys(original))
     return f"Documents by relevance to the question, most relevant first: {labels}"
+
+
+def render_documents(ordered: Sequence[Block], hints: dict[int, str] | None = None) -> str:
+    """The documents of one prompt, in order: ``[label]`` then the text (or
+    its reference hint), blank lines between. A document renders the same
+    way in every prompt, which is what lets prompts share its tokens."""
+    hints = hints or {}
+    return "\n\n".join(f"[{doc_ref(doc)}]\n{hints.get(i, _render(doc))}" for i, doc in enumerate(ordered))
 
 
 def build_messages(
@@ -52,11 +60,9 @@ def build_messages(
     if not isinstance(query, str):
         raise ValueError(f"query must be a string, got {type(query).__name__}")
     instruction = DEFAULT_SYSTEM if system_instruction is None else system_instruction
-    hints = hints or {}
     parts = [instruction] if instruction else []
-    for i, doc in enumerate(ordered):
-        body = hints.get(i, _render(doc))
-        parts.append(f"[{doc_ref(doc)}]\n{body}")
+    if ordered:
+        parts.append(render_documents(ordered, hints))
     system = "\n\n".join(parts)
     rel = relevance_line(original if original is not None else ordered)
     user = f"{rel}\n\n{query}" if ordered else query

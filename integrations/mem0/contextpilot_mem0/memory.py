@@ -9,10 +9,11 @@ contextpilot API:
   engine has already seen (earlier turns, in the order they were sent) come
   first and prompts share long prefixes; :meth:`build_messages` renders
   them and restates mem0's relevance order for the model.
-* **chat sessions** (:meth:`chat`): an append-only history. Each turn's
-  memories go into that turn's user message, and a memory this session
-  already sent is replaced by a short reference hint, so every prompt
-  starts with the whole previous prompt plus the answer.
+* **chat sessions** (:meth:`chat`): contextpilot's append-only chat
+  session (:class:`contextpilot.ChatStore`) fed with mem0's results. Each
+  turn's memories go into that turn's user message, and a memory the
+  history already holds is replaced by a short reference hint, so every
+  prompt starts with the whole previous prompt plus the answer.
 
 State: the pilot's live index (bounded by the pilot's own caps/TTL) and the
 chat sessions (at most ``max_sessions``, dropped after ``session_ttl``
@@ -21,16 +22,12 @@ idle seconds, history restarted after ``max_turns`` turns).
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import contextpilot as cp
-from contextpilot.core.sessions import SessionStore
 
 __all__ = [
     "CHAT_HINT",
@@ -84,18 +81,6 @@ def _results_of(res: Any) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class _ChatState:
-    session_id: str
-    filters: dict[str, Any]
-    search_kwargs: dict[str, Any]
-    conversation_id: str = field(default_factory=lambda: f"mem0-chat-{uuid.uuid4().hex}")
-    history: list[dict[str, str]] = field(default_factory=list)
-    pending: str | None = None
-    turns: int = 0
-    restarts: int = 0
-
-
 class _Base:
     """What the sync and async wrappers share: everything but I/O."""
 
@@ -115,21 +100,24 @@ class _Base:
     ) -> None:
         if not hasattr(memory, "search"):
             raise ValueError("memory must be a mem0 Memory / AsyncMemory (an object with search())")
-        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
-            raise ValueError(f"max_turns must be an int >= 1, got {max_turns!r}")
         self.memory = memory
         self.pilot = pilot if pilot is not None else cp.ContextPilot()
         self.system_instruction = DEFAULT_SYSTEM if system_instruction is None else system_instruction
         self.chat_instruction = CHAT_SYSTEM if chat_instruction is None else chat_instruction
         self.format_memory = format_memory or memory_text
-        self.hint_template = hint_template
-        self.pilot.deduplicate([], "contextpilot-mem0-check", hint_template)  # validates the template
-        self.pilot.end_session("contextpilot-mem0-check")
-        self.max_turns = max_turns
-        self._lock = threading.Lock()
-        self._sessions: SessionStore[_ChatState] = SessionStore(
-            max_sessions, session_ttl, self._release, clock
+        # the core chat session: history, dedup hints, restarts, bounds (validates the options)
+        self.chat_store = cp.ChatStore(
+            self.pilot,
+            system_instruction=self.chat_instruction,
+            header=MEMORY_HEADER,
+            hint_template=hint_template,
+            max_turns=max_turns,
+            max_sessions=max_sessions,
+            session_ttl=session_ttl,
+            clock=clock,
         )
+        self.hint_template = hint_template
+        self.max_turns = max_turns
 
     def __getattr__(self, name: str) -> Any:
         # add / get_all / delete / history ... go straight to mem0
@@ -190,85 +178,58 @@ class _Base:
 
     # -- chat sessions -------------------------------------------------------------
 
-    def _release(self, state: _ChatState) -> None:
-        self.pilot.end_session(state.conversation_id)
-
-    def _state(self, session_id: str, filters: Any, search_kwargs: dict[str, Any]) -> _ChatState:
+    def _session(self, session_id: str, filters: Any) -> cp.ChatSession:
         _check_text(session_id, "session_id")
         if not isinstance(filters, Mapping) or not any(k in filters for k in _ENTITY_KEYS):
             raise ValueError(
                 "filters must be a dict naming user_id, agent_id or run_id, e.g. {'user_id': 'u1'}"
             )
-        with self._lock:
-            state = self._sessions.get(
-                session_id, lambda: _ChatState(session_id, dict(filters), search_kwargs)
-            )
-            state.filters, state.search_kwargs = dict(filters), search_kwargs
-            return state
+        return self.chat_store.session(session_id)
 
     def end_session(self, session_id: str) -> bool:
         """Forget a chat session (history and dedup state); False if unknown."""
-        with self._lock:
-            return self._sessions.drop(session_id)
+        return self.chat_store.end(session_id)
 
     def sessions(self) -> list[str]:
         """Ids of the live chat sessions (idle ones dropped first)."""
-        with self._lock:
-            self._sessions.expire()
-            return self._sessions.ids()
-
-    def _chat_turn(self, state: _ChatState, query: str, search_result: Any) -> list[dict[str, str]]:
-        items = _results_of(search_result)
-        texts = self._texts(items)
-        with self._lock:
-            if state.turns >= self.max_turns:
-                # a bounded history: start over, so no hint points at a dropped turn
-                self.pilot.end_session(state.conversation_id)
-                state.history.clear()
-                state.turns, state.pending = 0, None
-                state.restarts += 1
-            content = query
-            if texts:
-                res = self.pilot.deduplicate([texts], state.conversation_id, self.hint_template)[0]
-                hints = dict(zip(res.hinted_positions, res.reference_hints))
-                docs, question = cp.build_messages(texts, query, system_instruction="", hints=hints)
-                content = f"{MEMORY_HEADER}\n\n{docs['content']}\n\n{question['content']}"
-            state.history.append({"role": "user", "content": content})
-            state.pending = query
-            state.turns += 1
-            return [{"role": "system", "content": self.chat_instruction}, *map(dict, state.history)]
-
-    def _reply(self, state: _ChatState, answer: str) -> tuple[str, dict[str, Any]]:
-        if not isinstance(answer, str):
-            raise ValueError(f"answer must be a string, got {type(answer).__name__}")
-        with self._lock:
-            if state.pending is None:
-                raise ValueError("no question awaits an answer: call messages() first")
-            question, state.pending = state.pending, None
-            state.history.append({"role": "assistant", "content": answer})
-            ids = {k: state.filters[k] for k in _ENTITY_KEYS if isinstance(state.filters.get(k), str)}
-            return question, ids
+        return self.chat_store.ids()
 
 
 class _SessionView:
-    """A handle on one chat session; state lives in the owner's bounded store."""
+    """A mem0 chat session: the core session plus what to search mem0 with."""
 
-    def __init__(self, owner: _Base, state: _ChatState) -> None:
-        self._owner, self._state = owner, state
+    def __init__(
+        self, owner: _Base, session: cp.ChatSession, filters: Mapping[str, Any], search_kwargs: dict[str, Any]
+    ) -> None:
+        self._owner, self._session = owner, session
+        self.filters, self.search_kwargs = dict(filters), search_kwargs
 
     @property
     def session_id(self) -> str:
-        return self._state.session_id
+        return self._session.session_id
 
     @property
     def history(self) -> list[dict[str, str]]:
         """User and assistant messages so far (copies), without the system message."""
-        return [dict(m) for m in self._state.history]
+        return self._session.history
 
     @property
     def restarts(self) -> int:
         """How many times the history was restarted after ``max_turns`` turns."""
-        return self._state.restarts
+        return self._session.restarts
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The pilot's dedup conversation of the current history."""
+        return self._session.conversation_id
+
+    def _turn(self, query: str, found: Any) -> list[dict[str, str]]:
+        return self._session.messages(self._owner._texts(_results_of(found)), query)
+
+    def _answered(self, answer: str) -> tuple[str, dict[str, Any]]:
+        question = self._session.reply(answer)
+        ids = {k: self.filters[k] for k in _ENTITY_KEYS if isinstance(self.filters.get(k), str)}
+        return question, ids
 
 
 class ChatSession(_SessionView):
@@ -279,14 +240,12 @@ class ChatSession(_SessionView):
     def messages(self, query: str) -> list[dict[str, str]]:
         """Search mem0 and return the full message list for this turn."""
         _check_text(query, "query")
-        s = self._state
-        found = self._owner.memory.search(query, filters=s.filters, **s.search_kwargs)
-        return self._owner._chat_turn(s, query, found)
+        return self._turn(query, self._owner.memory.search(query, filters=self.filters, **self.search_kwargs))
 
     def reply(self, answer: str, *, remember: bool = False, **add_kwargs: Any) -> Any:
         """Append the model's answer; ``remember=True`` also stores the
         exchange in mem0 (``memory.add``, ``add_kwargs`` passed on)."""
-        question, ids = self._owner._reply(self._state, answer)
+        question, ids = self._answered(answer)
         if remember:
             msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
             return self._owner.memory.add(msgs, **ids, **add_kwargs)
@@ -300,12 +259,11 @@ class AsyncChatSession(_SessionView):
 
     async def messages(self, query: str) -> list[dict[str, str]]:
         _check_text(query, "query")
-        s = self._state
-        found = await self._owner.memory.search(query, filters=s.filters, **s.search_kwargs)
-        return self._owner._chat_turn(s, query, found)
+        found = await self._owner.memory.search(query, filters=self.filters, **self.search_kwargs)
+        return self._turn(query, found)
 
     async def reply(self, answer: str, *, remember: bool = False, **add_kwargs: Any) -> Any:
-        question, ids = self._owner._reply(self._state, answer)
+        question, ids = self._answered(answer)
         if remember:
             msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
             return await self._owner.memory.add(msgs, **ids, **add_kwargs)
@@ -338,8 +296,8 @@ class ContextPilotMemory(_Base):
         self, session_id: str, *, filters: dict[str, Any], top_k: int = 10, **search_kwargs: Any
     ) -> ChatSession:
         """The chat session ``session_id`` (created on first use)."""
-        state = self._state(session_id, filters, {"top_k": top_k, **search_kwargs})
-        return ChatSession(self, state)
+        session = self._session(session_id, filters)
+        return ChatSession(self, session, filters, {"top_k": top_k, **search_kwargs})
 
 
 class AsyncContextPilotMemory(_Base):
@@ -360,5 +318,5 @@ class AsyncContextPilotMemory(_Base):
     def chat(
         self, session_id: str, *, filters: dict[str, Any], top_k: int = 10, **search_kwargs: Any
     ) -> AsyncChatSession:
-        state = self._state(session_id, filters, {"top_k": top_k, **search_kwargs})
-        return AsyncChatSession(self, state)
+        session = self._session(session_id, filters)
+        return AsyncChatSession(self, session, filters, {"top_k": top_k, **search_kwargs})

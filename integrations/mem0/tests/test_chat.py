@@ -79,15 +79,20 @@ def test_history_restarts_after_max_turns_without_dangling_hints(memory):
 
 
 def test_sessions_are_bounded_by_count_and_idle_time(memory):
+    memory.add(as_messages(FACTS), user_id="bob", infer=False)
     clock = Clock()
     pilot = cp.ContextPilot()
     cpm = ContextPilotMemory(memory, pilot=pilot, max_sessions=2, session_ttl=60, clock=clock)
-    chats = [cpm.chat(f"s{i}", filters=USER) for i in range(3)]
-    for c in chats:
+    chats = [cpm.chat(f"s{i}", filters=USER, top_k=2, threshold=0.0) for i in range(3)]
+    conversations = {}
+    for c in chats:  # s0 was dropped when s2 came; using its handle starts it afresh
         c.messages("hello there")
+        conversations[c.session_id] = c.conversation_id
     assert cpm.sessions() == ["s1", "s2"]
-    # the dropped session's dedup state went with it
-    assert chats[0]._state.conversation_id not in {s["conversation_id"] for s in pilot.sessions()}
+    # the dropped session's dedup state went with it; the live ones keep theirs
+    live = {s["conversation_id"] for s in pilot.sessions()}
+    assert conversations["s0"] not in live
+    assert {conversations["s1"], conversations["s2"]} <= live
     clock.now = 61
     assert cpm.sessions() == []
     assert pilot.sessions() == []

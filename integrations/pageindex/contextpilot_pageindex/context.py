@@ -11,8 +11,9 @@ contextpilot API:
 * :meth:`ContextPilotPageIndex.messages` — one question: the selected
   nodes/pages, each once, reordered by the pilot against what earlier
   prompts sent, the retrieval order restated for the model;
-* :meth:`ContextPilotPageIndex.chat` — a session with an append-only
-  history; a node or page this session already sent is replaced by a
+* :meth:`ContextPilotPageIndex.chat` — contextpilot's append-only chat
+  session (:class:`contextpilot.ChatStore`) fed with the selected
+  sections; a node or page the history already holds is replaced by a
   reference hint, so each prompt starts with the whole previous one.
 
 State is bounded: documents (``max_documents``, LRU), chat sessions
@@ -25,13 +26,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import contextpilot as cp
-from contextpilot.core.sessions import SessionStore
 from contextpilot_pageindex.tree import DocumentStore, Ref, Selection
 
 __all__ = [
@@ -94,16 +92,6 @@ def parse_node_list(answer: Any, default_doc_id: str | None = None) -> list[Ref]
     return refs
 
 
-@dataclass
-class _ChatState:
-    session_id: str
-    conversation_id: str = field(default_factory=lambda: f"pageindex-chat-{uuid.uuid4().hex}")
-    history: list[dict[str, str]] = field(default_factory=list)
-    pending: bool = False
-    turns: int = 0
-    restarts: int = 0
-
-
 class ContextPilotPageIndex:
     """Registered PageIndex documents -> prompts; see the module docstring."""
 
@@ -120,21 +108,24 @@ class ContextPilotPageIndex:
         max_turns: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
-            raise ValueError(f"max_turns must be an int >= 1, got {max_turns!r}")
         self.pilot = pilot if pilot is not None else cp.ContextPilot()
         self.system_instruction = DEFAULT_SYSTEM if system_instruction is None else system_instruction
         self.chat_instruction = CHAT_SYSTEM if chat_instruction is None else chat_instruction
-        if hint_template is not None:  # validated now rather than on the first repeat
-            self.pilot.deduplicate([], "contextpilot-pageindex-check", hint_template)
-            self.pilot.end_session("contextpilot-pageindex-check")
+        # the core chat session: history, dedup hints, restarts, bounds (validates the options)
+        self.chat_store = cp.ChatStore(
+            self.pilot,
+            system_instruction=self.chat_instruction,
+            header=SECTIONS_HEADER,
+            hint_template=hint_template,
+            max_turns=max_turns,
+            max_sessions=max_sessions,
+            session_ttl=session_ttl,
+            clock=clock,
+        )
         self.hint_template = hint_template
         self.max_turns = max_turns
         self._lock = threading.Lock()
         self._docs = DocumentStore(max_documents)
-        self._sessions: SessionStore[_ChatState] = SessionStore(
-            max_sessions, session_ttl, self._release, clock
-        )
 
     # -- documents -----------------------------------------------------------------
 
@@ -187,76 +178,46 @@ class ContextPilotPageIndex:
 
     # -- chat sessions -------------------------------------------------------------------
 
-    def _release(self, state: _ChatState) -> None:
-        self.pilot.end_session(state.conversation_id)
-
     def chat(self, session_id: str) -> PageIndexChat:
         """The chat session ``session_id`` (created on first use)."""
         _check_text(session_id, "session_id")
-        with self._lock:
-            state = self._sessions.get(session_id, lambda: _ChatState(session_id))
-        return PageIndexChat(self, state)
+        return PageIndexChat(self, self.chat_store.session(session_id))
 
     def end_session(self, session_id: str) -> bool:
-        with self._lock:
-            return self._sessions.drop(session_id)
+        return self.chat_store.end(session_id)
 
     def sessions(self) -> list[str]:
-        with self._lock:
-            self._sessions.expire()
-            return self._sessions.ids()
-
-    def _chat_turn(self, state: _ChatState, query: str, refs: Sequence[Ref]) -> list[dict[str, str]]:
-        _check_text(query, "query")
-        with self._lock:
-            sel = self._docs.select(refs)
-            if state.turns >= self.max_turns:
-                # bounded history: start over so no hint points at a dropped turn
-                self.pilot.end_session(state.conversation_id)
-                state.history.clear()
-                state.turns, state.pending = 0, False
-                state.restarts += 1
-            content = query
-            if sel.blocks:
-                res = self.pilot.deduplicate([sel.blocks], state.conversation_id, self.hint_template)[0]
-                hints = dict(zip(res.hinted_positions, res.reference_hints))
-                docs, question = cp.build_messages(sel.blocks, query, system_instruction="", hints=hints)
-                content = f"{SECTIONS_HEADER}\n\n{docs['content']}\n\n{question['content']}"
-            state.history.append({"role": "user", "content": content})
-            state.pending = True
-            state.turns += 1
-            return [{"role": "system", "content": self.chat_instruction}, *map(dict, state.history)]
-
-    def _reply(self, state: _ChatState, answer: str) -> None:
-        if not isinstance(answer, str):
-            raise ValueError(f"answer must be a string, got {type(answer).__name__}")
-        with self._lock:
-            if not state.pending:
-                raise ValueError("no question awaits an answer: call messages() first")
-            state.pending = False
-            state.history.append({"role": "assistant", "content": answer})
+        return self.chat_store.ids()
 
 
 class PageIndexChat:
     """One session: ``messages(question, refs)`` -> model -> ``reply(answer)``."""
 
-    def __init__(self, owner: ContextPilotPageIndex, state: _ChatState) -> None:
-        self._owner, self._state = owner, state
+    def __init__(self, owner: ContextPilotPageIndex, session: cp.ChatSession) -> None:
+        self._owner, self._session = owner, session
 
     @property
     def session_id(self) -> str:
-        return self._state.session_id
+        return self._session.session_id
 
     @property
     def history(self) -> list[dict[str, str]]:
-        return [dict(m) for m in self._state.history]
+        return self._session.history
 
     @property
     def restarts(self) -> int:
-        return self._state.restarts
+        return self._session.restarts
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The pilot's dedup conversation of the current history."""
+        return self._session.conversation_id
 
     def messages(self, query: str, refs: Sequence[Ref]) -> list[dict[str, str]]:
-        return self._owner._chat_turn(self._state, query, refs)
+        """The whole conversation so far plus this turn: the sections named
+        by ``refs`` (each node/page once), repeats hinted, then ``query``."""
+        _check_text(query, "query")
+        return self._session.messages(self._owner.select(refs).blocks, query)
 
     def reply(self, answer: str) -> None:
-        self._owner._reply(self._state, answer)
+        self._session.reply(answer)
