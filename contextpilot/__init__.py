@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from contextpilot.core.blocks import Block, BlockTable, stable_key, validate_contexts
     from contextpilot.core.chat import ChatSession, ChatStore
-    from contextpilot.core.dedup import ConversationStore, DedupResult, dedup_passages
+    from contextpilot.core.dedup import DEFAULT_HINT, ConversationStore, DedupResult, dedup_passages
     from contextpilot.core.index import EvictionReport, PrefixIndex
     from contextpilot.core.pilot import ContextPilot, ReorderResult
     from contextpilot.core.planner import Plan, plan
@@ -39,6 +39,7 @@ _LAZY = {
     "validate_contexts": "contextpilot.core.blocks",
     "ChatSession": "contextpilot.core.chat",
     "ChatStore": "contextpilot.core.chat",
+    "DEFAULT_HINT": "contextpilot.core.dedup",
     "ConversationStore": "contextpilot.core.dedup",
     "DedupResult": "contextpilot.core.dedup",
     "dedup_passages": "contextpilot.core.dedup",
@@ -69,6 +70,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_HINT",
     "Block",
     "BlockTable",
     "ChatSession",

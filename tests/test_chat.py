@@ -80,9 +80,7 @@ def test_repeats_become_hints_that_point_into_the_same_history():
     chat.reply("a")
     p2 = chat.messages([DOCS[3], DOCS[1], DOCS[3]], "second?")
     turn = p2[-1]["content"]
-    assert (
-        DOCS[1] not in turn and f"{label(DOCS[1])}\n[Document {label(DOCS[1])[1:-1]} appeared earlier" in turn
-    )
+    assert DOCS[1] not in turn and f"{label(DOCS[1])}\n(given earlier)\n" in turn
     assert turn.count(DOCS[3]) == 1  # repeated within the turn: the second copy is a hint
     assert DOCS[1] in p1[-1]["content"]
     # the relevance order is restated with the caller's order, labels by content
@@ -148,13 +146,13 @@ def test_history_restarts_after_max_turns_and_forgets_its_dedup_state():
     chat.reply("a0")
     old_conversation = chat.conversation_id
     second = chat.messages(DOCS[0:2], "q?")
-    assert "appeared earlier" in second[-1]["content"]
+    assert "(given earlier)" in second[-1]["content"]
     chat.reply("a1")
     assert old_conversation in {s["conversation_id"] for s in pilot.sessions()}
     third = chat.messages(DOCS[0:2], "q?")
     assert chat.restarts == 1 and chat.turns == 1
     assert third == first  # system + this turn only, documents in full again
-    assert "appeared earlier" not in third[-1]["content"]
+    assert "(given earlier)" not in third[-1]["content"]
     assert old_conversation not in {s["conversation_id"] for s in pilot.sessions()}
     assert chat.conversation_id != old_conversation
 

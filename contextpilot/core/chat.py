@@ -62,7 +62,7 @@ from contextpilot.core.sessions import SessionStore
 if TYPE_CHECKING:
     from contextpilot.core.pilot import ContextPilot
 
-__all__ = ["DEFAULT_CHAT_HEADER", "DEFAULT_CHAT_SYSTEM", "ChatSession", "ChatStore"]
+__all__ = ["DEFAULT_CHAT_HEADER", "DEFAULT_CHAT_HINT", "DEFAULT_CHAT_SYSTEM", "ChatSession", "ChatStore"]
 
 log = logging.getLogger("contextpilot")
 
@@ -72,6 +72,10 @@ DEFAULT_CHAT_SYSTEM = (
     "repeated but referred to by its label."
 )
 DEFAULT_CHAT_HEADER = "Documents:"
+#: what replaces a document the history already holds, after its label. Short
+#: on purpose: the label already names the full copy above it, and a longer
+#: hint (a quoted preview) can cost as many tokens as a short memory
+DEFAULT_CHAT_HINT = "(given earlier)"
 
 
 def _check_max_turns(value: Any) -> int:
@@ -131,7 +135,8 @@ class ChatStore:
     ``system_instruction``: the system message of new sessions (``""``: no
     system message); ``header``: the line before each turn's documents
     (``""``: none); ``hint_template``: what replaces a repeated document
-    (fields ``{ref}``, ``{preview}``, ``{index}``; ``None``: the pilot's);
+    (fields ``{ref}``, ``{preview}``, ``{index}``; ``None``: the pilot's
+    ``hint_template`` if it has one, else :data:`DEFAULT_CHAT_HINT`);
     ``max_turns``: default history length of new sessions.
     """
 
@@ -152,7 +157,9 @@ class ChatStore:
             DEFAULT_CHAT_SYSTEM if system_instruction is None else system_instruction, "system_instruction"
         )
         self.header = _check_str(header, "header")
-        self.hint_template = None if hint_template is None else check_hint_template(hint_template)
+        if hint_template is None:
+            hint_template = pilot.hint_template or DEFAULT_CHAT_HINT
+        self.hint_template = check_hint_template(hint_template)
         self.max_turns = _check_max_turns(max_turns)
         self._lock = threading.RLock()
         self._sessions: SessionStore[_State] = SessionStore(max_sessions, session_ttl, self._release, clock)

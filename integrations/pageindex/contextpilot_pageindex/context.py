@@ -116,7 +116,10 @@ class ContextPilotPageIndex:
             self.pilot,
             system_instruction=self.chat_instruction,
             header=SECTIONS_HEADER,
-            hint_template=hint_template,
+            # sections are long: a hint quoting the first line costs little
+            hint_template=hint_template
+            if hint_template is not None
+            else self.pilot.hint_template or cp.DEFAULT_HINT,
             max_turns=max_turns,
             max_sessions=max_sessions,
             session_ttl=session_ttl,
