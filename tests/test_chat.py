@@ -309,3 +309,22 @@ def test_threads_keep_every_history_append_only():
     assert len(final) == 3 * n_turns
     for p in got:  # every prompt was a prefix of the one shared history
         assert p[1:] == final[: len(p) - 1]
+
+
+def test_a_failed_turn_leaves_no_hint_behind():
+    def counter(block):
+        if "boom" in block:
+            raise ValueError("cannot count this block")
+        return len(block) // 4
+
+    pilot = cp.ContextPilot(token_counter=counter)
+    chat = pilot.chat("u")
+    with pytest.raises(ValueError, match="cannot count"):
+        chat.messages(DOCS[0:2], "boom?")  # fails after dedup saw the documents
+    assert chat.history == [] and chat.pending is None
+    prompt = chat.messages(DOCS[0:2], "fine?")
+    assert DOCS[0] in prompt[-1]["content"] and DOCS[1] in prompt[-1]["content"]
+    assert dangling_hints(prompt, [DOCS[0:2]]) == []
+    with pytest.raises(ValueError, match="cannot count"):
+        chat.reply("boom")
+    assert chat.pending == "fine?" and len(chat.history) == 1

@@ -294,18 +294,26 @@ class ChatStore:
                 s.restart()
             parts = [self.header] if self.header else []
             sent: list[str] = []
-            if docs:
-                # only a history's first turn has a prefix other sessions can share
-                ordered = pilot._plan_one(docs) if not s.history else docs
-                res = pilot.deduplicate([ordered], s.conversation_id, self.hint_template)[0]
-                hints = dict(zip(res.hinted_positions, res.reference_hints))
-                parts.append(render_documents(ordered, hints))
-                tail = f"{relevance_line(docs)}\n\n{query}"
-                sent = [hints.get(i, d) for i, d in enumerate(ordered)]
-                content = "\n\n".join([*parts, tail])
-            else:
-                tail = content = query
-            keys, tokens = pilot._measure([*sent, tail])
+            # only a history's first turn has a prefix other sessions can share
+            ordered = pilot._plan_one(docs) if docs and not s.history else docs
+            try:
+                if docs:
+                    res = pilot.deduplicate([ordered], s.conversation_id, self.hint_template)[0]
+                    hints = dict(zip(res.hinted_positions, res.reference_hints))
+                    parts.append(render_documents(ordered, hints))
+                    tail = f"{relevance_line(docs)}\n\n{query}"
+                    sent = [hints.get(i, d) for i, d in enumerate(ordered)]
+                    content = "\n\n".join([*parts, tail])
+                else:
+                    tail = content = query
+                keys, tokens = pilot._measure([*sent, tail])
+            except BaseException:
+                # the dedup state may count this turn's documents as sent, but
+                # they never reached the history: forget it (documents go in
+                # full again), so no hint can point at them
+                pilot._end_conversation(s.conversation_id)
+                s.conversation_id = _new_conversation()
+                raise
             s.keys += keys
             s.tokens += tokens
             s.last_request_id = pilot._record_path(s.keys, s.tokens)
@@ -323,8 +331,8 @@ class ChatStore:
                 raise ValueError(
                     f"no question awaits an answer in chat session {session_id!r}: call messages() first"
                 )
-            question, s.pending = s.pending, None
             keys, tokens = self.pilot._measure([answer])
+            question, s.pending = s.pending, None
             s.keys += keys
             s.tokens += tokens
             s.history.append({"role": "assistant", "content": answer})
