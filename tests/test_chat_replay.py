@@ -115,9 +115,7 @@ def check(sessions: list[list[Turn]], name: str, max_turns: int) -> dict[str, Sc
     }
     res = {k: score([t for t, _ in v], tokens[k], capacities) for k, v in prompts.items()}
     caps = " / ".join(f"{k} ({v:.0f} tokens)" if v else k for k, v in capacities.items())
-    lines = [
-        f"\n{name}: {len(sessions)} sessions, {len(fresh)} turns, max_turns {max_turns}; cache {caps}"
-    ]
+    lines = [f"\n{name}: {len(sessions)} sessions, {len(fresh)} turns, max_turns {max_turns}; cache {caps}"]
     for k, r in res.items():
         hit = " / ".join(f"{x:.3f}" for x in r.hit.values())
         turns = " ".join(f"{x:.2f}" for x in r.per_turn[:8])
