@@ -146,3 +146,23 @@ def test_intern_flat_keeps_earlier_blocks_when_the_counter_fails():
     with pytest.raises(ValueError, match="expected an int >= 0"):
         bad.intern_flat(contexts)
     assert bad.block_list == [3, 4, 7]
+
+
+def test_popular_key_partition_path_matches_the_full_sort(monkeypatch):
+    from contextpilot.core import cluster
+
+    rng = np.random.default_rng(1)
+    cases = []
+    for _ in range(200):
+        n, nb = int(rng.integers(1, 60)), int(rng.integers(1, 80))
+        sizes = rng.integers(0, min(nb, 12) + 1, size=n)
+        cases.append((n, nb, [frozenset(rng.choice(nb, size=int(s), replace=False).tolist()) for s in sizes]))
+    fast = []
+    for n, nb, sets in cases:
+        rows, cols = cluster._csr(sets)
+        assert cluster._three_smallest(rows, cols, n, nb) is not None
+        fast.append(cluster._popular_key(rows, cols, n, np.bincount(cols, minlength=nb)))
+    monkeypatch.setattr(cluster, "_three_smallest", lambda *a: None)
+    for (n, nb, sets), got in zip(cases, fast):
+        rows, cols = cluster._csr(sets)
+        assert (got == cluster._popular_key(rows, cols, n, np.bincount(cols, minlength=nb))).all()
