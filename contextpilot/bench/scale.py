@@ -11,13 +11,15 @@ process and for the workers it spawned (``RUSAGE_CHILDREN`` counts workers
 once they have exited, which they have when ``plan`` returns): on a shared
 machine wall time is inflated by other load, CPU time much less.
 ``digest`` is a hash of the plan (order and contexts), to compare
-implementations on the same input.
+implementations on the same input; ``prepare_*`` is the serial part before
+any chunk is planned (interning, chunk sort).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import resource
@@ -65,6 +67,17 @@ def _child(n: int, workers: int) -> dict:
             time.sleep(0.1)
 
     threading.Thread(target=sample, daemon=True).start()
+    phases: dict[str, logging.LogRecord] = {}
+
+    class _Phases(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            phase = getattr(record, "planner_phase", None)
+            if phase:
+                phases[phase] = record
+
+    planner_log = logging.getLogger("contextpilot.core.planner")
+    planner_log.setLevel(logging.DEBUG)
+    planner_log.addHandler(_Phases())
     wl = synthetic_rag(n, n_docs=max(20_000, n // 2), n_topics=max(200, n // 50), topic_size=60, seed=0)
     r0s, r0c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -74,7 +87,7 @@ def _child(n: int, workers: int) -> dict:
     stop.set()
     peak[0] = max(peak[0], _rss_tree(os.getpid()))
     total = p.total_tokens
-    return {
+    out = {
         "requests": n,
         "workers": workers,
         "plan_seconds": seconds,
@@ -84,6 +97,11 @@ def _child(n: int, workers: int) -> dict:
         "cpu_workers_seconds": _cpu(r1c) - _cpu(r0c),
         "digest": plan_digest(p.order, p.contexts),
     }
+    ready = phases.get("chunks_ready")
+    if ready is not None:  # serial part: interning and the chunk sort, before any worker plans
+        out["prepare_cpu_seconds"] = ready.cpu_seconds
+        out["prepare_wall_seconds"] = ready.wall_seconds
+    return out
 
 
 def _cpu(r: resource.struct_rusage) -> float:
