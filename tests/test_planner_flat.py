@@ -56,6 +56,20 @@ def test_workers_do_not_change_the_plan(synthetic):
     assert plan_digest(two.order, two.contexts) == plan_digest(one.order, one.contexts)
 
 
+def test_workers_do_not_change_a_plan_following_live_state():
+    contexts = _messy(4, n=400)
+    warm = plan(_messy(9, n=50), with_keys=True)
+
+    def live(workers: int):
+        index, recent = PrefixIndex(), RecentRequests()
+        for i, (keys, toks) in enumerate(zip(warm.keys, warm.tokens)):
+            index.insert(keys, toks, f"r{i}")
+            recent.add(keys)
+        return plan(contexts, index=index, recent=recent, chunk_size=150, workers=workers)
+
+    assert live(2) == live(1)
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -66,8 +80,9 @@ def test_workers_do_not_change_the_plan(synthetic):
     ],
     ids=["dense", "sparse", "huge", "str"],
 )
-def test_matches_reference_with_repeats_and_ragged_rows(make):
-    contexts = make(_messy(5))
+@pytest.mark.parametrize("n", [90, 700], ids=["lists", "flat"])
+def test_matches_reference_with_repeats_and_ragged_rows(make, n):
+    contexts = make(_messy(5, n=n))
     for chunk_size in (100_000, 150):
         got = plan(contexts, chunk_size=chunk_size, with_keys=True)
         want = reference_plan(contexts, chunk_size=chunk_size, with_keys=True)
@@ -75,8 +90,9 @@ def test_matches_reference_with_repeats_and_ragged_rows(make):
         assert got.keys and got.tokens
 
 
-def test_matches_reference_with_live_state_and_a_used_table():
-    contexts = _messy(8, n=300)
+@pytest.mark.parametrize("n", [60, 300], ids=["lists", "flat"])
+def test_matches_reference_with_live_state_and_a_used_table(n):
+    contexts = _messy(8, n=n)
     counter = {b: 10 + b % 50 for b in range(400)}
 
     def state():
@@ -90,7 +106,7 @@ def test_matches_reference_with_live_state_and_a_used_table():
 
     t1, i1, r1 = state()
     t2, i2, r2 = state()
-    for chunk_size in (100_000, 70):
+    for chunk_size in (100_000, n // 4):
         got = plan(contexts, table=t1, index=i1, recent=r1, chunk_size=chunk_size)
         want = reference_plan(contexts, table=t2, index=i2, recent=r2, chunk_size=chunk_size)
         assert got == want

@@ -178,6 +178,22 @@ def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list
     return out
 
 
+#: Batches with fewer blocks than this are interned with dict lookups only
+#: (cheaper than numpy's fixed costs).
+_SMALL = 2048
+
+
+def _as_int64(contexts: Sequence[Sequence[Block]], total: int) -> np.ndarray | None:
+    """All blocks as one int64 array, or ``None`` unless they are ints (or
+    int-likes, which a dict equates with ints) fitting int64: text, floats
+    and None raise TypeError, bigger ints OverflowError."""
+    try:
+        flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)
+    except (TypeError, OverflowError):
+        return None
+    return flat if len(flat) == total else None
+
+
 class BlockTable:
     """Interns blocks to dense ids and remembers their key and token length.
 
@@ -239,13 +255,8 @@ class BlockTable:
         np.cumsum(np.fromiter(map(len, contexts), dtype=np.int64, count=n), out=starts[1:])
         total = int(starts[-1])
         ids = None
-        try:
-            # ints (and int-likes: what a dict would equate with them); text,
-            # floats and None raise TypeError, ints beyond int64 OverflowError
-            flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)
-        except (TypeError, OverflowError):
-            flat = None
-        if flat is not None and len(flat):
+        flat = _as_int64(contexts, total) if total >= _SMALL else None
+        if flat is not None:
             ids = self._intern_int_array(flat, contexts, starts)
         if ids is None:
             get = self._ids.get

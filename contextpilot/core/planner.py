@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any
 
 import numpy as np
@@ -69,60 +69,86 @@ class Plan:
     total_tokens: int = 0
 
 
+#: Batches with at least this many blocks are interned and chunked as flat
+#: numpy arrays; smaller ones stay lists (numpy's fixed costs would dominate).
+FLAT_MIN_BLOCKS = 2048
+
+
 @dataclass
 class _Batch:
-    """A batch in flat form: request ``i`` is ``pids[starts[i]:starts[i + 1]]``.
+    """The interned batch: request ``i`` is ``rows[i]`` (list form) or
+    ``pids[starts[i]:starts[i + 1]]`` (flat form).
 
     Planning ids: the first copy of a block in a request is the block's
     dense id; a k-th copy gets an id of its own (shared across requests).
     ``tokens``/``values``/``keys`` are indexed by planning id."""
 
-    pids: np.ndarray
-    starts: np.ndarray
     tokens: list[int]
     values: list[Block]
     keys: list[int]
+    rows: list[list[int]] | None = None
+    pids: np.ndarray | None = None
+    starts: np.ndarray | None = None
 
-    def rows(self, idx: np.ndarray | None = None) -> list[list[int]]:
+    def lists(self, idx: np.ndarray | None = None) -> list[list[int]]:
         """Requests (all, or those at ``idx``) as lists of pids."""
+        if self.rows is not None:
+            return self.rows if idx is None else [self.rows[i] for i in idx.tolist()]
+        assert self.pids is not None and self.starts is not None
         pids, lens = (self.pids, np.diff(self.starts)) if idx is None else self.gather(idx)
         return _split(pids.tolist(), lens)
 
     def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pids of the requests at ``idx``, concatenated, and their lengths."""
+        """Flat form: pids of the requests at ``idx``, concatenated, and
+        their lengths."""
+        assert self.pids is not None and self.starts is not None
         lens = self.starts[idx + 1] - self.starts[idx]
         offs = np.zeros(len(idx) + 1, dtype=np.int64)
         np.cumsum(lens, out=offs[1:])
         pos = np.repeat(self.starts[idx] - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
         return self.pids[pos], lens
 
+    def total_tokens(self) -> int:
+        if self.rows is not None:
+            return sum(map(self.tokens.__getitem__, chain.from_iterable(self.rows)))
+        assert self.pids is not None
+        freq = np.bincount(self.pids, minlength=len(self.tokens)).tolist()
+        return sum(map(int.__mul__, freq, self.tokens))
+
 
 def _split(flat: Any, lens: np.ndarray) -> list[Any]:
     """``flat`` cut into consecutive pieces of lengths ``lens``."""
-    if len(lens) and (lens == lens[0]).all():
-        step = int(lens[0])
+    ls = lens.tolist()
+    if ls and ls.count(ls[0]) == len(ls):
+        step = ls[0]
         if step:
-            return [flat[i : i + step] for i in range(0, step * len(lens), step)]
-        return [flat[:0] for _ in range(len(lens))]
-    ends = np.cumsum(lens).tolist()
+            return [flat[i : i + step] for i in range(0, step * len(ls), step)]
+        return [flat[:0] for _ in ls]
+    ends = list(accumulate(ls))
     return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
-def _items(contexts: Sequence[Sequence[Block]], table: BlockTable, with_keys: bool) -> _Batch:
+def _items(contexts: Sequence[Sequence[Block]], table: BlockTable, with_keys: bool, flat: bool) -> _Batch:
     """Intern the batch and number its planning ids (see :class:`_Batch`).
-    O(total blocks) numpy work; Python work only for requests that repeat
-    a block."""
-    pids, starts = table.intern_flat(contexts)
+    Flat: O(total blocks) numpy work, Python work only per distinct block
+    and per request that repeats a block."""
+    if flat:
+        pids, starts = table.intern_flat(contexts)
+        if len(table) + len(pids) < 2**31:  # room for every extra copy: half the memory
+            pids = pids.astype(np.int32)
+        batch = _Batch([], [], [], pids=pids, starts=starts)
+        repeats = _rows_with_repeats(pids, starts)
+    else:
+        rows = table.intern_many(contexts)
+        batch = _Batch([], [], [], rows=rows)
+        repeats = [r for r, row in enumerate(rows) if len(set(row)) != len(row)]
     n = len(table)
-    if n + len(pids) < 2**31:  # room for every extra copy: half the memory and bandwidth
-        pids = pids.astype(np.int32)
-    values = list(table.block_list)
-    tokens = list(table.token_list)
+    values = batch.values = list(table.block_list)
+    tokens = batch.tokens = list(table.token_list)
     base = None  # pid -> dense block id, once there are extra copies
     extra: dict[tuple[int, int], int] = {}
-    for r in _rows_with_repeats(pids, starts).tolist():
-        a, b = int(starts[r]), int(starts[r + 1])
-        row = pids[a:b].tolist()
+    for r in repeats:
+        row = rows[r] if not flat else pids[starts[r] : starts[r + 1]].tolist()
         seen: dict[int, int] = {}
         for j, i in enumerate(row):
             o = seen.get(i, 0)
@@ -137,21 +163,22 @@ def _items(contexts: Sequence[Sequence[Block]], table: BlockTable, with_keys: bo
                     tokens.append(tokens[i])
                     base.append(i)
                 row[j] = p
-        pids[a:b] = row
-    keys = [table.key(i) for i in (range(n) if base is None else base)] if with_keys else []
-    return _Batch(pids, starts, tokens, values, keys)
+        if flat:
+            pids[starts[r] : starts[r + 1]] = row
+    if with_keys:
+        batch.keys = [table.key(i) for i in (range(n) if base is None else base)]
+    return batch
 
 
-def _rows_with_repeats(ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _rows_with_repeats(ids: np.ndarray, starts: np.ndarray) -> list[int]:
     """Indices (ascending) of the rows holding some id more than once."""
     lens = np.diff(starts)
     n = len(lens)
     width = int(lens.max(initial=0))
     if width < 2:
-        return np.zeros(0, dtype=np.int64)
-    if n * width > 2 * len(ids) + 1024:  # too ragged to pad: check row by row
-        rows = _split(ids.tolist(), lens)
-        return np.asarray([r for r, row in enumerate(rows) if len(set(row)) != len(row)], dtype=np.int64)
+        return []
+    if n * width > 2 * len(ids) + 1024:  # too ragged to pad: row by row
+        return [r for r, row in enumerate(_split(ids.tolist(), lens)) if len(set(row)) != len(row)]
     if (lens == width).all():
         table = np.sort(ids.reshape(n, width), axis=1)
     else:
@@ -161,19 +188,19 @@ def _rows_with_repeats(ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
         shift = np.arange(0, n * width, width, dtype=np.int64) - starts[:-1]
         table.reshape(-1)[np.arange(len(ids), dtype=np.int64) + np.repeat(shift, lens)] = ids
         table.sort(axis=1)
-    return np.flatnonzero((table[:, 1:] == table[:, :-1]).any(axis=1))
+    return np.flatnonzero((table[:, 1:] == table[:, :-1]).any(axis=1)).tolist()
 
 
-def _chunks(batch: _Batch, freq: np.ndarray, chunk_size: int) -> list[np.ndarray]:
+def _chunks(batch: _Batch, chunk_size: int) -> list[np.ndarray]:
     """Request indices of each chunk: consecutive runs of ``chunk_size`` in
-    a sort by each request's most frequent blocks (``freq``: requests
-    holding each pid)."""
-    n = len(batch.starts) - 1
+    a sort by each request's most frequent blocks."""
+    n = len(batch.starts) - 1 if batch.rows is None else len(batch.rows)
     if n <= chunk_size:
         return [np.arange(n, dtype=np.int64)]
+    assert batch.pids is not None and batch.starts is not None
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(batch.starts))
-    cols = batch.pids
-    order = np.argsort(_popular_key(rows, cols, n, freq), kind="stable")
+    freq = np.bincount(batch.pids, minlength=len(batch.tokens))
+    order = np.argsort(_popular_key(rows, batch.pids, n, freq), kind="stable")
     return [order[i : i + chunk_size] for i in range(0, n, chunk_size)]
 
 
@@ -184,38 +211,40 @@ class _ChunkPlan:
     roots: list[int]
     shared: int
     #: schedule (indices into the chunk) and each scheduled request's pids,
-    #: flat (cut by ``lens``), when planned without live state
-    order: np.ndarray | None = None
-    seqs: np.ndarray | None = None
+    #: when planned without live state: lists, or (from a worker) arrays
+    #: with the pids flat, cut by ``lens``
+    order: Any = None
+    seqs: Any = None
     lens: np.ndarray | None = None
 
 
-def _plan_chunk(
-    pids: np.ndarray, lens: np.ndarray, tokens: np.ndarray, k: int, backend: str, emit: bool
-) -> _ChunkPlan:
-    """Forest (and, without live state, the layout) of one chunk: requests
-    given flat (``pids`` cut by ``lens``), token length per pid. Runs in
-    this process or a worker; arguments and result pickle compactly."""
+def _plan_chunk(requests: list[list[int]], tokens: list[int], k: int, backend: str, emit: bool) -> _ChunkPlan:
+    """Forest (and, without live state, the layout) of one chunk."""
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        requests = _split(pids.tolist(), lens)
-        tok = tokens.tolist()
-        forest = build_forest([frozenset(r) for r in requests], tok, k=k, backend=backend)
-        out = _ChunkPlan(forest.left, forest.right, forest.roots, int(forest.savings(tok)))
+        forest = build_forest([frozenset(r) for r in requests], tokens, k=k, backend=backend)
+        out = _ChunkPlan(forest.left, forest.right, forest.roots, int(forest.savings(tokens)))
         if emit:
-            o, seqs = Emitter(PlanItems([], tok, requests)).emit(forest, requests)
-            out.order = np.asarray(o, dtype=np.int64)
-            out.seqs, out.lens = _flat(seqs, pids.dtype)
+            out.order, out.seqs = Emitter(PlanItems([], tokens, requests)).emit(forest, requests)
         return out
     finally:
         if gc_was_on:
             gc.enable()
 
 
-def _flat(seqs: list[list[int]], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
-    lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-    return np.fromiter(chain.from_iterable(seqs), dtype=dtype, count=int(lens.sum())), lens
+def _plan_chunk_flat(
+    pids: np.ndarray, lens: np.ndarray, tokens: np.ndarray, k: int, backend: str, emit: bool
+) -> _ChunkPlan:
+    """:func:`_plan_chunk` in a worker: the requests come flat (``pids``
+    cut by ``lens``) and the layout goes back flat; both pickle compactly."""
+    out = _plan_chunk(_split(pids.tolist(), lens), tokens.tolist(), k, backend, emit)
+    if emit:
+        seqs = out.seqs
+        out.order = np.asarray(out.order, dtype=np.int64)
+        out.lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        out.seqs = np.fromiter(chain.from_iterable(seqs), dtype=pids.dtype, count=int(out.lens.sum()))
+    return out
 
 
 def _objects(xs: list) -> np.ndarray:
@@ -273,24 +302,16 @@ def _pool(workers: int, n: int, chunk_size: int) -> ProcessPoolExecutor | None:
     return pool
 
 
-def _chunk_plans(
-    pool: ProcessPoolExecutor | None,
-    batch: _Batch,
-    chunks: list[np.ndarray],
-    k: int,
-    backend: str,
-    emit: bool,
-):
+def _chunk_plans(pool: ProcessPoolExecutor | None, batch: _Batch, chunks: list[np.ndarray], k, backend, emit):
     """Plans of the chunks, in chunk order. With a pool, every chunk is
     submitted at once (compact arrays), so workers run ahead while the
     parent assembles the earlier ones."""
-    tokens = np.asarray(batch.tokens, dtype=np.int64)
-    parts = (batch.gather(c) for c in chunks)
-    if pool is None:
-        for pids, lens in parts:
-            yield _plan_chunk(pids, lens, tokens, k, backend, emit)
+    if pool is None or len(chunks) == 1:
+        for c in chunks:
+            yield _plan_chunk(batch.lists(c if len(chunks) > 1 else None), batch.tokens, k, backend, emit)
         return
-    futures = [pool.submit(_plan_chunk, pids, lens, tokens, k, backend, emit) for pids, lens in parts]
+    tokens = np.asarray(batch.tokens, dtype=np.int64)
+    futures = [pool.submit(_plan_chunk_flat, *batch.gather(c), tokens, k, backend, emit) for c in chunks]
     futures.reverse()
     while futures:  # drop each result once handed out: only pending ones stay in memory
         yield futures.pop().result()
@@ -352,71 +373,103 @@ def _plan_with(
     table = table if table is not None else BlockTable(token_counter)
     if with_keys is None:
         with_keys = index is not None or recent is not None
-    batch = _items(contexts, table, with_keys)
+    flat = len(contexts) > chunk_size or sum(map(len, contexts)) >= FLAT_MIN_BLOCKS
+    batch = _items(contexts, table, with_keys, flat)
     emitter = Emitter(PlanItems(batch.keys, batch.tokens, []), index, recent)
     live = emitter.index is not None or emitter.recent is not None
-    freq = np.bincount(batch.pids, minlength=len(batch.tokens))
-    chunks = _chunks(batch, freq, chunk_size)
+    chunks = _chunks(batch, chunk_size)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     _log.debug(
-        "planner: %d requests, %d blocks, %d chunks ready in %.2f s CPU, %.2f s wall",
-        len(batch.starts) - 1,
-        len(batch.pids),
+        "planner: %d requests in %d chunks, ready in %.2f s CPU, %.2f s wall",
+        len(contexts),
         len(chunks),
         cpu,
         wall,
         extra={"planner_phase": "chunks_ready", "cpu_seconds": cpu, "wall_seconds": wall},
     )
-    order: list[int] = []
-    out: list[list[Block]] = []
-    keys: list[list[int]] = []
-    tokens: list[list[int]] = []
-    groups: list[list[int]] = []
-    shared = 0
-    values = _objects(batch.values)
-    if with_keys:
-        key_objs, token_objs = _objects(batch.keys), _objects(batch.tokens)
+    out = _Assembly(batch, with_keys)
+    whole = len(chunks) == 1
     for chunk, cp in zip(chunks, _chunk_plans(pool, batch, chunks, k, backend, not live)):
-        if live:
-            part = batch.rows(chunk)
-            forest = _forest_of(part, cp)
-            o, seq_list = emitter.emit(forest, part)
-            o = np.asarray(o, dtype=np.int64)
-            seqs, lens = _flat(seq_list, batch.pids.dtype)
-        else:
-            assert cp.order is not None and cp.seqs is not None and cp.lens is not None
+        out.shared += cp.shared
+        if cp.lens is not None:  # flat, from a worker
             forest = Forest(len(chunk), cp.left, cp.right, [], cp.roots)
-            o, seqs, lens = cp.order, cp.seqs, cp.lens
-        shared += cp.shared
-        scheduled = chunk[o].tolist()
-        order.extend(scheduled)
-        out.extend(_split(values[seqs].tolist(), lens))
-        if with_keys:
-            keys.extend(_split(key_objs[seqs].tolist(), lens))
-            tokens.extend(_split(token_objs[seqs].tolist(), lens))
-        groups.extend(_groups(forest, o, scheduled))
+            out.add_flat(chunk, forest, cp.order, cp.seqs, cp.lens)
+            continue
+        if live:
+            part = batch.lists(None if whole else chunk)
+            forest = _forest_of(part, cp)
+            o, seqs = emitter.emit(forest, part)
+        else:
+            forest = Forest(len(chunk), cp.left, cp.right, [], cp.roots)
+            o, seqs = cp.order, cp.seqs
+        out.add_lists(None if whole else chunk, forest, o, seqs)
     _log.debug(
-        "planner: planned in %.2f s wall; %.2f s CPU in this process",
+        "planner: planned in %.2f s wall, %.2f s CPU in this process",
         time.perf_counter() - wall0,
         time.process_time() - cpu0,
     )
     return Plan(
-        order=order,
-        contexts=out,
-        keys=keys,
-        tokens=tokens,
-        groups=groups,
-        shared_tokens=shared,
-        total_tokens=sum(map(int.__mul__, freq.tolist(), batch.tokens)),
+        order=out.order,
+        contexts=out.contexts,
+        keys=out.keys,
+        tokens=out.tokens,
+        groups=out.groups,
+        shared_tokens=out.shared,
+        total_tokens=batch.total_tokens(),
     )
 
 
-def _groups(forest: Forest, o: np.ndarray, scheduled: list[int]) -> list[list[int]]:
+class _Assembly:
+    """The plan, chunk by chunk, from each scheduled request's pids: lists
+    mapped in Python, or flat arrays (from a worker) mapped through object
+    arrays, which hand out references to the same objects at C speed."""
+
+    def __init__(self, batch: _Batch, with_keys: bool) -> None:
+        self.batch, self.with_keys = batch, with_keys
+        self.order: list[int] = []
+        self.contexts: list[list[Block]] = []
+        self.keys: list[list[int]] = []
+        self.tokens: list[list[int]] = []
+        self.groups: list[list[int]] = []
+        self.shared = 0
+        self._objects: list[np.ndarray] = []
+
+    def add_lists(
+        self, chunk: np.ndarray | None, forest: Forest, o: list[int], seqs: list[list[int]]
+    ) -> None:
+        """``chunk``: input index of each chunk request (``None``: all, in order)."""
+        b = self.batch
+        scheduled = list(o) if chunk is None else chunk[np.asarray(o, dtype=np.int64)].tolist()
+        self.order.extend(scheduled)
+        get = b.values.__getitem__
+        self.contexts.extend([list(map(get, q)) for q in seqs])
+        if self.with_keys:
+            get_key, get_tokens = b.keys.__getitem__, b.tokens.__getitem__
+            self.keys.extend([list(map(get_key, q)) for q in seqs])
+            self.tokens.extend([list(map(get_tokens, q)) for q in seqs])
+        self.groups.extend(_groups(forest, o, scheduled))
+
+    def add_flat(
+        self, chunk: np.ndarray, forest: Forest, o: np.ndarray, seqs: np.ndarray, lens: np.ndarray
+    ) -> None:
+        if not self._objects:
+            b = self.batch
+            self._objects = [
+                _objects(x) for x in ((b.values, b.keys, b.tokens) if self.with_keys else (b.values,))
+            ]
+        scheduled = chunk[o].tolist()
+        self.order.extend(scheduled)
+        for objs, dest in zip(self._objects, (self.contexts, self.keys, self.tokens)):
+            dest.extend(_split(objs[seqs].tolist(), lens))
+        self.groups.extend(_groups(forest, o, scheduled))
+
+
+def _groups(forest: Forest, o: Sequence[int], scheduled: list[int]) -> list[list[int]]:
     """Split the chunk's schedule (``o``: leaves in run order; ``scheduled``:
     their input indices) into its trees. The emitter runs each tree's leaves
     contiguously, so a group ends where the root changes. O(N log depth)."""
-    if not len(o):
-        return []
+    if len(forest.roots) <= 1:
+        return [scheduled] if scheduled else []
     n = forest.n_leaves
     up = np.arange(n + len(forest.left), dtype=np.int64)  # parent, then (jumping) root
     if forest.left:
@@ -428,7 +481,7 @@ def _groups(forest: Forest, o: np.ndarray, scheduled: list[int]) -> list[list[in
             if np.array_equal(nxt, up):
                 break
             up = nxt
-    root = up[o]
+    root = up[np.asarray(o, dtype=np.int64)]
     cuts = (np.flatnonzero(root[1:] != root[:-1]) + 1).tolist()
     bounds = [0, *cuts, len(o)]
     return [scheduled[a:b] for a, b in zip(bounds, bounds[1:])]
