@@ -24,11 +24,9 @@ Cost: near-linear in the total number of blocks (see the cluster module).
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import multiprocessing
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -255,25 +253,6 @@ def _objects(xs: list) -> np.ndarray:
     return out
 
 
-def _worker_init() -> None:
-    """Each worker keeps the memory it frees for reuse (glibc ``mallopt``;
-    a no-op elsewhere): chunk after chunk allocates and frees the same large
-    arrays, and handing them back to the OS each time costs page faults
-    (about a tenth of a worker's CPU time). A worker's footprint stays at
-    its peak, which it reaches on every chunk anyway."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)  # the interpreter's own C library
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
 def _warm() -> None:
     """First task of each worker: importing this module (to unpickle the
     call) loads numpy, scipy and the planner while the parent interns."""
@@ -294,9 +273,7 @@ def _pool(workers: int, n: int, chunk_size: int) -> ProcessPoolExecutor | None:
     if n_workers <= 1:
         return None
     # spawn, not fork: the caller may be a threaded server
-    pool = ProcessPoolExecutor(
-        max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-    )
+    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
     for _ in range(n_workers):
         pool.submit(_warm)
     return pool
