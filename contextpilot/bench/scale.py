@@ -5,20 +5,31 @@ contextpilot.bench.scale N WORKERS``) so its peak RSS is its own: the
 process builds a synthetic batch (20 blocks per request, universe growing
 with the batch so density stays constant), then plans it; the peak counts
 the parent and any planning workers it spawned, sampled every 0.1 s.
+
+CPU time (user + sys) is reported beside wall time, for the planning
+process and for the workers it spawned (``RUSAGE_CHILDREN`` counts workers
+once they have exited, which they have when ``plan`` returns): on a shared
+machine wall time is inflated by other load, CPU time much less.
+``digest`` is a hash of the plan (order and contexts), to compare
+implementations on the same input; ``prepare_*`` is the serial part before
+any chunk is planned (interning, chunk sort).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
+import resource
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
-__all__ = ["fit_exponent", "measure", "series"]
+__all__ = ["fit_exponent", "measure", "plan_digest", "series"]
 
 FULL_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
 QUICK_SIZES = (1_000, 3_000, 10_000)
@@ -56,20 +67,54 @@ def _child(n: int, workers: int) -> dict:
             time.sleep(0.1)
 
     threading.Thread(target=sample, daemon=True).start()
+    phases: dict[str, logging.LogRecord] = {}
+
+    class _Phases(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            phase = getattr(record, "planner_phase", None)
+            if phase:
+                phases[phase] = record
+
+    planner_log = logging.getLogger("contextpilot.core.planner")
+    planner_log.setLevel(logging.DEBUG)
+    planner_log.addHandler(_Phases())
     wl = synthetic_rag(n, n_docs=max(20_000, n // 2), n_topics=max(200, n // 50), topic_size=60, seed=0)
+    r0s, r0c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = plan(wl.contexts, token_counter=wl.token_counter, workers=workers)
     seconds = time.perf_counter() - t0
+    r1s, r1c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     stop.set()
     peak[0] = max(peak[0], _rss_tree(os.getpid()))
     total = p.total_tokens
-    return {
+    out = {
         "requests": n,
         "workers": workers,
         "plan_seconds": seconds,
         "peak_rss_bytes": peak[0],
         "shared_fraction": p.shared_tokens / total if total else 0.0,
+        "cpu_parent_seconds": _cpu(r1s) - _cpu(r0s),
+        "cpu_workers_seconds": _cpu(r1c) - _cpu(r0c),
+        "digest": plan_digest(p.order, p.contexts),
     }
+    ready = phases.get("chunks_ready")
+    if ready is not None:  # serial part: interning and the chunk sort, before any worker plans
+        out["prepare_cpu_seconds"] = ready.cpu_seconds
+        out["prepare_wall_seconds"] = ready.wall_seconds
+    return out
+
+
+def _cpu(r: resource.struct_rusage) -> float:
+    return r.ru_utime + r.ru_stime
+
+
+def plan_digest(order: Sequence[int], contexts: Sequence[Sequence[object]]) -> str:
+    """Short hash of a plan's order and contexts (blocks by ``repr``)."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr(list(order)).encode())
+    for c in contexts:
+        h.update(repr(list(c)).encode())
+    return h.hexdigest()
 
 
 def measure(n: int, workers: int = 1, timeout: float = 3600) -> dict:

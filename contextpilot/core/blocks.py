@@ -12,16 +12,22 @@ Invariants of :class:`BlockTable`:
   ``hash()``), identical across processes and runs;
 * ``tokens(i)`` is the block's estimated token length, computed once.
 
-Interning costs O(len(text)) per new string (hashing) and O(1) per repeat.
+Interning costs O(len(text)) per new string (hashing) and O(1) per repeat;
+:meth:`BlockTable.intern_flat` interns a whole batch of int blocks with
+numpy, in O(total blocks) array work plus O(distinct blocks) dict work.
 """
 
 from __future__ import annotations
 
+import array
 import hashlib
 import math
 import numbers
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 Block = int | str
 Context = Sequence[Block]
@@ -172,6 +178,22 @@ def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list
     return out
 
 
+#: Batches with fewer blocks than this are interned with dict lookups only
+#: (cheaper than numpy's fixed costs).
+_SMALL = 2048
+
+
+def _as_int64(contexts: Sequence[Sequence[Block]], total: int) -> np.ndarray | None:
+    """All blocks as one int64 array, or ``None`` unless they are ints (or
+    int-likes, which a dict equates with ints) fitting int64: text, floats
+    and None raise TypeError, bigger ints OverflowError."""
+    try:
+        flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)
+    except (TypeError, OverflowError):
+        return None
+    return flat if len(flat) == total else None
+
+
 class BlockTable:
     """Interns blocks to dense ids and remembers their key and token length.
 
@@ -218,6 +240,90 @@ class BlockTable:
             out.append(row)
         return out
 
+    def intern_flat(self, contexts: Sequence[Sequence[Block]]) -> tuple[np.ndarray, np.ndarray]:
+        """Batch form of :meth:`intern_many`: ``(ids, starts)`` with
+        ``ids[starts[i]:starts[i + 1]]`` the ids of ``contexts[i]`` (int64
+        arrays). Same ids, and the token counter is called on the same new
+        blocks in the same order (first sight, row-major), as ``intern_many``.
+
+        Batches of ints take a vectorised path: O(total) numpy work and dict
+        lookups per *distinct* block only (instead of one per block); new
+        blocks are still interned as the caller's objects.
+        """
+        n = len(contexts)
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, contexts), dtype=np.int64, count=n), out=starts[1:])
+        total = int(starts[-1])
+        ids = None
+        flat = _as_int64(contexts, total) if total >= _SMALL else None
+        if flat is not None:
+            ids = self._intern_int_array(flat, contexts, starts)
+        if ids is None:
+            get = self._ids.get
+            found = list(map(get, chain.from_iterable(contexts)))
+            if None in found:
+                blocks = list(chain.from_iterable(contexts))
+                found = [self.intern(b) if i is None else i for i, b in zip(found, blocks)]
+            ids = np.fromiter(found, dtype=np.int64, count=total)
+        return ids, starts
+
+    def _intern_int_array(
+        self, flat: np.ndarray, contexts: Sequence[Sequence[Block]], starts: np.ndarray
+    ) -> np.ndarray:
+        """Ids of the blocks ``flat`` (``contexts`` as int64, row-major;
+        new ones interned in order of first sight, as the caller's objects).
+        Distinct values come from a presence map when their span is small
+        (the usual document ids), else from a sort."""
+        lo, hi = int(flat.min()), int(flat.max())
+        if lo >= 0 and hi < len(flat) + (1 << 20):
+            present = np.zeros(hi + 1, dtype=bool)
+            present[flat] = True
+            distinct = np.flatnonzero(present)
+            del present
+            slot = np.empty(hi + 1, dtype=np.int32 if len(distinct) < 2**31 else np.int64)
+            slot[distinct] = np.arange(len(distinct))
+            inverse = slot[flat]
+            del slot
+        else:
+            distinct = np.unique(flat)
+            inverse = np.searchsorted(distinct, flat)
+        values = distinct.tolist()
+        get = self._ids.get
+        found = [get(v) for v in values]
+        new = [u for u, i in enumerate(found) if i is None]
+        if new:
+            first = np.full(len(values), len(flat), dtype=np.int64)
+            np.minimum.at(first, inverse, np.arange(len(flat), dtype=np.int64))
+            new = np.asarray(new)[np.argsort(first[new], kind="stable")]
+            pos = first[new]
+            rows = np.searchsorted(starts, pos, side="right") - 1
+            cols = pos - starts[rows]
+            new = new.tolist()
+            base = len(self._blocks)
+            self._add_new([contexts[r][c] for r, c in zip(rows.tolist(), cols.tolist())])
+            for j, u in enumerate(new):
+                found[u] = base + j
+        return np.asarray(found, dtype=np.int64)[inverse]
+
+    def _add_new(self, blocks: list[Block]) -> None:
+        """Intern ``blocks`` (distinct, none interned yet) in order. Equivalent
+        to ``intern`` on each; counts them in one pass when the counter gives
+        plain ints, else (or on an error) falls back to ``intern``, which
+        validates and leaves the blocks before a bad one interned."""
+        try:
+            toks = list(map(self._count_tokens, blocks))
+        except Exception:
+            toks = None
+        if toks is None or not all(type(t) is int and t >= 0 for t in toks):
+            for b in blocks:
+                self.intern(b)
+            return
+        base = len(self._blocks)
+        self._ids.update(zip(blocks, range(base, base + len(blocks))))
+        self._blocks.extend(blocks)
+        self._tokens.extend(toks)
+        self._keys.extend([None] * len(blocks))
+
     def lookup(self, block: Block) -> int | None:
         """Dense id of ``block`` if interned, else ``None`` (never adds)."""
         return self._ids.get(block)
@@ -227,6 +333,11 @@ class BlockTable:
 
     def tokens(self, i: int) -> int:
         return self._tokens[i]
+
+    @property
+    def block_list(self) -> list[Block]:
+        """Block of every id, indexable by id (read-only by contract)."""
+        return self._blocks
 
     @property
     def token_list(self) -> list[int]:
