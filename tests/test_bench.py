@@ -120,3 +120,15 @@ def test_cli_entry_point(capsys):
     with pytest.raises(SystemExit):
         cli_main(["bench", "--help"])
     assert "--engine-url" in capsys.readouterr().out
+
+
+def test_latency_mode_fills_the_index_and_times_requests(tmp_path):
+    from contextpilot.bench import latency
+
+    r = latency.run(2_000, probes=200)
+    # every recorded request stays live (no capacity): fill + probes
+    assert r["live_requests"] == 2_200 and r["index_nodes"] > 2_000
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+    assert "p99" in latency.table(r)
+    with pytest.raises(ValueError):
+        latency.run(10, probes=0)

@@ -16,6 +16,7 @@ Examples::
     python -m contextpilot.bench --engine llama-server # + real llama-server replay
     python -m contextpilot.bench --engine-url http://gpu-box:8000 --engine-model my-model
     python -m contextpilot.bench --external "ref=/venv/bin/python scripts/reference_planner.py"
+    python -m contextpilot.bench --latency             # only online p50/p99 with 100k live requests
     python -m contextpilot.bench --routing-replicas 4  # only the routing comparison (R replicas)
     python -m contextpilot.bench --shards 4,8          # sharding for R replicas only (1M requests, Ray)
 """
@@ -139,6 +140,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=256,
         help="stated peak-RSS cap for --memory; exit status 1 when over (default 256 MiB)",
+    )
+    ap.add_argument(
+        "--latency",
+        action="store_true",
+        help="only online latency: p50/p99 per request with a large live index",
+    )
+    ap.add_argument(
+        "--latency-live",
+        type=int,
+        help="live requests in the index for --latency (default 100000; quick 5000)",
     )
     ap.add_argument(
         "--shards",
@@ -275,6 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.memory:
         return _memory(args, out_dir, results)
+    if args.latency:
+        from contextpilot.bench import latency
+
+        live = args.latency_live if args.latency_live is not None else (5_000 if args.quick else 100_000)
+        results["latency"] = latency.run(live)
+        print("\nonline latency (one request at a time, recorded in the live index)")
+        print(latency.table(results["latency"]))
+        report.write_json(out_dir / "latency.json", results)
+        print(f"wrote {out_dir / 'latency.json'}")
+        return 0
     if args.routing_replicas:
         from contextpilot.bench import routing
 
