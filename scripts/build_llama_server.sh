@@ -23,28 +23,14 @@ work="$(mktemp -d "$CACHE/build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 echo "downloading llama-cpp-python $VERSION sdist ..." >&2
-# straight from PyPI's JSON API (pip download would build the sdist's
-# build backend just to read its metadata); the sha256 is checked
-python3 - "$VERSION" "$work/sdist.tar.gz" <<'PY'
-import hashlib, json, sys, urllib.request
-version, out = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(
-    "https://pypi.org/simple/llama-cpp-python/",
-    headers={"Accept": "application/vnd.pypi.simple.v1+json"},
-)
-with urllib.request.urlopen(req, timeout=60) as r:
-    files = json.load(r)["files"]
-name = f"llama_cpp_python-{version}.tar.gz"
-sdist = next((f for f in files if f["filename"] == name), None)
-if sdist is None:
-    sys.exit(f"{name} not found on PyPI")
-with urllib.request.urlopen(sdist["url"], timeout=600) as r, open(out, "wb") as f:
-    while chunk := r.read(1 << 20):
-        f.write(chunk)
-digest = hashlib.sha256(open(out, "rb").read()).hexdigest()
-if digest != sdist["hashes"]["sha256"]:
-    sys.exit(f"sha256 mismatch for {sdist['url']}")
-PY
+# through pip, as configured on this machine (index, proxy, hashes); pip only
+# prepares the sdist's metadata, nothing is compiled here
+if [ -n "${LLAMA_CPP_SDIST:-}" ] && [ -f "$LLAMA_CPP_SDIST" ]; then
+  cp "$LLAMA_CPP_SDIST" "$work/sdist.tar.gz"
+else
+  python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$work/dl" >&2
+  mv "$work/dl/llama_cpp_python-$VERSION.tar.gz" "$work/sdist.tar.gz"
+fi
 tar -xzf "$work/sdist.tar.gz" -C "$work"
 src="$work/llama_cpp_python-$VERSION/vendor/llama.cpp"
 [ -f "$src/CMakeLists.txt" ] || { echo "no llama.cpp source in the sdist" >&2; exit 1; }
