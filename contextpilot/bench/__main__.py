@@ -165,7 +165,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--shard-dataset", action="store_true", help="also time the Ray Dataset input path")
     ap.add_argument("--engine", choices=("llama-server",), help="replay on a managed llama-server")
     ap.add_argument("--engine-url", help="replay on an OpenAI-compatible engine at this URL")
-    ap.add_argument("--engine-model", help="model name sent to --engine-url")
+    ap.add_argument(
+        "--engine-model",
+        help="with --engine llama-server: a real model to fetch and run (gemma3-270m); "
+        "with --engine-url: the model name sent",
+    )
+    ap.add_argument(
+        "--engine-workloads",
+        help="real model: NAME[:REQUESTS],... of locomo-mem, locomo-chunks, synthetic "
+        "(default locomo-mem:200,locomo-chunks:40,synthetic:40; quick 12/6/6)",
+    )
+    ap.add_argument("--no-quality", action="store_true", help="real model: skip answer-quality scoring")
+    ap.add_argument(
+        "--quality-questions",
+        type=int,
+        help="real model: LoCoMo questions (locomo-mem) in the quality pass (default 250; quick 10)",
+    )
     ap.add_argument("--engine-requests", type=int, default=60)
     ap.add_argument("--engine-block-bytes", type=int, default=200, help="cut each block to this many bytes")
     ap.add_argument(
@@ -286,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.memory:
         return _memory(args, out_dir, results)
+    if args.engine == "llama-server" and args.engine_model:
+        return _real_model(args, externals, out_dir, results)
     if args.latency:
         from contextpilot.bench import latency
 
@@ -340,6 +357,22 @@ def main(argv: list[str] | None = None) -> int:
         "\nhit ratio = prompt tokens found in the simulated prefix cache / all prompt tokens; "
         "capacity = multiple of the mean prompt"
     )
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _real_model(args: argparse.Namespace, externals: list[External], out_dir: Path, results: dict) -> int:
+    from contextpilot.bench import real_model, real_model_report
+
+    try:
+        results["real_model"] = real_model.run_real_model(args, externals, out_dir)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    report.write_json(out_dir / "real_model.json", results)
+    written = [out_dir / "real_model.json"]
+    if not args.no_plots:
+        p = real_model_report.plot(out_dir / "real_model.png", results["real_model"])
+        written += [p] if p else []
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -78,7 +78,7 @@ def find_llama_server(build: bool = False) -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -102,7 +102,7 @@ class LlamaServer:
     threads: int = 2
     parallel: int = 1
     extra: Sequence[str] = ()
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
     @property
@@ -146,6 +146,15 @@ class LlamaServer:
             time.sleep(0.3)
         self.__exit__(None, None, None)
         raise TimeoutError("llama-server did not become healthy within 120 s")
+
+    def log_text(self) -> str:
+        """What the server has logged so far (its model and cache set-up)."""
+        pos = self._log.tell()
+        try:
+            self._log.seek(0)
+            return self._log.read().decode(errors="replace")
+        finally:
+            self._log.seek(pos)
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -43,6 +43,9 @@ class Workload:
     #: group id per request (a conversation or topic), for reports
     groups: list[int] = field(default_factory=list)
     description: str = ""
+    #: per request, where the data has it: the gold ``answer`` (None for
+    #: LoCoMo's adversarial category 5, which has none) and ``category``
+    answers: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.contexts)
@@ -56,6 +59,7 @@ class Workload:
             system_tokens=self.system_tokens,
             groups=self.groups[:n],
             description=self.description,
+            answers=self.answers[:n],
         )
 
 
@@ -93,6 +97,7 @@ def _retrieve(
     contexts: list[list[Block]] = []
     queries: list[str] = []
     groups: list[int] = []
+    answers: list[dict] = []
     for c, sample in enumerate(data):
         corpus = corpus_of(sample)
         if not corpus:
@@ -103,7 +108,10 @@ def _retrieve(
             contexts.append([corpus[i] for i in bm25.top_k(q, k)])
             queries.append(q)
             groups.append(c)
-    return Workload(name, contexts, queries, groups=groups, description=desc)
+            # category 5 is adversarial: the question has no answer in the conversation
+            gold = None if qa.get("category") == 5 else qa.get("answer")
+            answers.append({"answer": None if gold is None else str(gold), "category": qa.get("category")})
+    return Workload(name, contexts, queries, groups=groups, description=desc, answers=answers)
 
 
 def locomo_mem(path: str | Path | None = None, k: int = 20) -> Workload:

@@ -1,0 +1,474 @@
+"""Real-model benchmark: prompt time, reuse and answer quality per ordering.
+
+``python -m contextpilot.bench --engine llama-server --engine-model gemma3-270m``
+fetches the model (:mod:`contextpilot.bench.real_models`), finds or builds
+llama-server, and for each workload replays the same requests in several
+orderings, each on a freshly started server (``-np 1 --cache-ram 0``, plus
+``--swa-full`` for sliding-window models, checked against the server's log):
+
+* ``retrieval``: requests as they arrive, blocks by relevance (the baseline);
+* ``frequency``: blocks by batch popularity, requests sorted;
+* externals (``--external NAME=COMMAND``, e.g. the reference), batch and
+  online (``NAME-online``: one request at a time on its live index);
+* ``contextpilot``: our batch plan;
+* ``contextpilot-online``: the product path, one request at a time:
+  ``POST /reorder`` on a real contextpilot server, then the completion
+  through that server's OpenAI proxy, the llama.cpp slot-tracking proxy and
+  llama-server, so the engine's evictions flow back into the live index.
+
+Per ordering and run: prompt tokens, reused tokens (``timings.cache_n``),
+total prompt time (``timings.prompt_ms``), TTFT p50/p95 (server side:
+prompt time plus the first decode step). Runs alternate the orderings.
+
+Answer quality (first run, LoCoMo): greedy short answers (token F1, exact
+match) and the teacher-forced log-likelihood of the gold answer, scored on
+the same prompt right after it was served (the prompt is in the cache, so
+scoring costs a few tokens): a GBNF grammar forces the gold text and the
+server reports each forced token's probability under the raw model.
+Differences to retrieval order are paired per question with bootstrap
+intervals; ablations separate the order itself, the content labels and the
+relevance line, and a no-context prompt shows how much context helps.
+LoCoMo's adversarial questions (category 5) have no gold answer and are
+left out of quality, and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from contextpilot.bench import quality as Q
+from contextpilot.bench import workloads as W
+from contextpilot.bench.engine import LlamaServer, find_llama_server
+from contextpilot.bench.llama_client import count_tokens, score_gold, serve, swa_status
+from contextpilot.bench.methods import External, frequency_order, ours_batch, retrieval_order
+from contextpilot.bench.product_path import ProductPath
+from contextpilot.bench.progress import Progress
+from contextpilot.bench.real_model_report import tables
+from contextpilot.bench.real_models import ModelSpec, fetch_model, model_spec
+from contextpilot.core.prompt import relevance_line, render_documents
+
+__all__ = ["Condition", "Replay", "parse_sizes", "prompt_text", "run_real_model"]
+
+log = logging.getLogger("contextpilot.bench")
+
+INSTRUCTION = (
+    "Below are excerpts from the memory of a long conversation. Read them, then answer the "
+    "question with a short phrase."
+)
+ANSWER_TOKENS = 12
+QUICK = {"locomo-mem": 12, "locomo-chunks": 6, "synthetic": 6}
+DEFAULT = {"locomo-mem": 200, "locomo-chunks": 40, "synthetic": 40}
+
+
+# ---------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How one ordering's prompts are written."""
+
+    name: str
+    order: str
+    labels: bool = False
+    relevance: bool = False
+    context: bool = True
+
+
+def prompt_text(blocks: Sequence[str], query: str, original: Sequence[str], cond: Condition) -> str:
+    """Instruction, documents in prompt order, optional relevance line,
+    question. The documents come first so prompts share them as a prefix;
+    labels are content hashes (the same in every prompt), never positions."""
+    parts = [INSTRUCTION]
+    if cond.context and blocks:
+        parts.append(render_documents(blocks) if cond.labels else "\n\n".join(blocks))
+        if cond.relevance:
+            parts.append(relevance_line(original))
+    parts.append(f"Question: {query}\nShort answer:")
+    return "\n\n".join(parts)
+
+
+@dataclass
+class Outcome:
+    """One request as served, in the replay's order."""
+
+    index: int
+    prompt_tokens: int
+    cache_n: int
+    prompt_ms: float
+    ttft_ms: float
+    answer: str | None = None
+    gold_logprob: float | None = None
+    gold_tokens: int | None = None
+
+
+@dataclass
+class Replay:
+    """One ordering, one run, one fresh server."""
+
+    condition: str
+    run: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        toks = sum(o.prompt_tokens for o in self.outcomes)
+        reused = sum(o.cache_n for o in self.outcomes)
+        ttft = sorted(o.ttft_ms for o in self.outcomes)
+        return {
+            "condition": self.condition,
+            "run": self.run,
+            "requests": len(self.outcomes),
+            "prompt_tokens": toks,
+            "reused_tokens": reused,
+            "reuse": reused / toks if toks else 0.0,
+            "prompt_s": sum(o.prompt_ms for o in self.outcomes) / 1000,
+            "ttft_p50_ms": _pct(ttft, 0.50),
+            "ttft_p95_ms": _pct(ttft, 0.95),
+            "wall_s": self.wall_seconds,
+            **self.extra,
+        }
+
+
+def _pct(sorted_vals: Sequence[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    return float(sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))])
+
+
+# ---------------------------------------------------------------- workloads
+
+
+@dataclass
+class Case:
+    """A workload prepared for the real model."""
+
+    name: str
+    contexts: list[list[str]]
+    queries: list[str]
+    answers: list[str | None]
+    description: str
+
+
+def build_cases(args: argparse.Namespace, sizes: dict[str, int]) -> list[Case]:
+    path = None if args.no_locomo else (args.data or W.default_locomo_path())
+    cases = []
+    for name, n in sizes.items():
+        if name in ("locomo-mem", "locomo-chunks"):
+            if path is None:
+                log.warning("LoCoMo data not found: %s skipped", name)
+                continue
+            make = W.locomo_mem if name == "locomo-mem" else W.locomo_chunks
+            wl = make(path).subset(n)
+            answers = [a.get("answer") for a in wl.answers] or [None] * len(wl)
+            cases.append(
+                Case(name, [list(map(str, c)) for c in wl.contexts], wl.queries, answers, wl.description)
+            )
+        elif name == "synthetic":
+            syn = W.synthetic_rag(n, blocks_per_request=10, n_docs=600, n_topics=12, topic_size=24, seed=0)
+            rng = random.Random(0)
+            text = {}
+            for ctx in syn.contexts:
+                for b in ctx:
+                    if b not in text:
+                        words = [f"w{rng.randrange(5000)}" for _ in range(rng.randrange(30, 120))]
+                        text[b] = f"Document {b}: " + " ".join(words) + "."
+            cases.append(
+                Case(
+                    name,
+                    [[text[b] for b in ctx] for ctx in syn.contexts],
+                    [f"What does document {ctx[0]} say?" for ctx in syn.contexts],
+                    [None] * len(syn.contexts),
+                    f"{n} synthetic requests of 10 text blocks (30-120 pseudo-words), topic-clustered",
+                )
+            )
+        else:
+            raise ValueError(f"unknown real-model workload {name!r} (locomo-mem, locomo-chunks, synthetic)")
+    return cases
+
+
+def parse_sizes(spec: str | None, quick: bool) -> dict[str, int]:
+    base = QUICK if quick else DEFAULT
+    if not spec:
+        return dict(base)
+    out: dict[str, int] = {}
+    for item in spec.split(","):
+        name, _, n = item.strip().partition(":")
+        if name not in base:
+            raise ValueError(f"unknown real-model workload {name!r}; known: {', '.join(base)}")
+        out[name] = int(n) if n else base[name]
+        if out[name] < 1:
+            raise ValueError(f"{name}: request count must be positive")
+    return out
+
+
+# ---------------------------------------------------------------- replays
+
+
+Plan = tuple[list[int], list[list[str]]]
+
+
+def _plans(case: Case, count: Callable[[str], int], externals: Sequence[External]) -> dict[str, Plan]:
+    plans: dict[str, Plan] = {
+        "retrieval": retrieval_order(case.contexts),
+        "frequency": frequency_order(case.contexts, count),
+        "contextpilot": ours_batch(case.contexts, count),
+    }
+    for ext in externals:
+        plans[ext.name] = ext(case.contexts, count)
+        plans[f"{ext.name}-online"] = ext(case.contexts, count, mode="online")
+    return plans
+
+
+def _replay(
+    server: LlamaServer,
+    case: Case,
+    cond: Condition,
+    plan: Plan | None,
+    run: int,
+    scoring: bool,
+    bar: Progress,
+    workdir: Path,
+) -> Replay:
+    rep = Replay(cond.name, run)
+    n_predict = ANSWER_TOKENS if scoring else 1
+    t0 = time.perf_counter()
+    if plan is None:  # the product path decides the block order online
+        with ProductPath(server.url, workdir) as path:
+            for i in range(len(case.contexts)):
+                blocks, rid = path.reorder(case.contexts[i])
+                prompt = prompt_text(blocks, case.queries[i], case.contexts[i], cond)
+                r = serve(path.url, prompt, n_predict, rid=rid, openai=True)
+                rep.outcomes.append(_outcome(server.url, i, prompt, r, case, scoring))
+                bar.update()
+            time.sleep(1.0)  # let the proxy's notifier deliver its last evictions
+            st = path.stats()
+            index = st["server"].get("index_stats") or {}
+            rep.extra = {
+                "index_live_requests": index.get("live_requests"),
+                "index_evicted_by_engine": index.get("evicted_by_engine"),
+                "evictions_reported_by_proxy": st["proxy"]["evictions"]["reported"],
+            }
+    else:
+        order, ctxs = plan
+        for i, blocks in zip(order, ctxs):
+            prompt = prompt_text(blocks, case.queries[i], case.contexts[i], cond)
+            r = serve(server.url, prompt, n_predict)
+            rep.outcomes.append(_outcome(server.url, i, prompt, r, case, scoring))
+            bar.update()
+    rep.wall_seconds = time.perf_counter() - t0
+    return rep
+
+
+def _outcome(url: str, i: int, prompt: str, r: dict, case: Case, scoring: bool) -> Outcome:
+    out = Outcome(i, r["prompt_n"] + r["cache_n"], r["cache_n"], r["prompt_ms"], r["ttft_ms"])
+    if scoring and case.answers[i] is not None:
+        out.answer = Q.short_answer(r["text"])
+        out.gold_logprob, out.gold_tokens = score_gold(url, prompt, case.answers[i] or "")
+    return out
+
+
+def _quality(case: Case, replays: dict[str, Replay], base: str = "retrieval") -> dict:
+    """Per condition: mean F1 / EM / gold log-likelihood, and paired
+    differences to ``base`` with bootstrap intervals."""
+    scored = {name: {o.index: o for o in r.outcomes if o.answer is not None} for name, r in replays.items()}
+    scored = {name: s for name, s in scored.items() if s}
+    if base not in scored or not scored[base]:
+        return {}
+    ids = sorted(set.intersection(*(set(s) for s in scored.values())))
+    out: dict = {
+        "questions": len(ids),
+        "adversarial_or_unanswerable_left_out": sum(1 for a in case.answers if a is None),
+        "conditions": {},
+    }
+    metrics: dict[str, Callable[[Outcome, int], float]] = {
+        "f1": lambda o, i: Q.token_f1(o.answer or "", case.answers[i] or ""),
+        "exact_match": lambda o, i: Q.exact_match(o.answer or "", case.answers[i] or ""),
+        "gold_logprob": lambda o, i: float(o.gold_logprob or 0.0),
+    }
+    values = {
+        name: {m: [fn(s[i], i) for i in ids] for m, fn in metrics.items()} for name, s in scored.items()
+    }
+    for name, v in values.items():
+        entry: dict = {m: statistics.fmean(xs) if xs else float("nan") for m, xs in v.items()}
+        if name != base and ids:
+            entry["vs_" + base] = {m: Q.paired_bootstrap(values[base][m], v[m]).to_dict() for m in metrics}
+        out["conditions"][name] = entry
+    return out
+
+
+def _summarise(replays: list[Replay], base: str = "retrieval") -> dict:
+    by: dict[str, list[dict]] = {}
+    for r in replays:
+        by.setdefault(r.condition, []).append(r.summary())
+    base_runs = {s["run"]: s for s in by.get(base, [])}
+    out = {}
+    for name, runs in by.items():
+        ratios = [
+            base_runs[s["run"]]["prompt_s"] / s["prompt_s"]
+            for s in runs
+            if s["run"] in base_runs and s["prompt_s"] > 0
+        ]
+        out[name] = {
+            "runs": len(runs),
+            "reuse": [s["reuse"] for s in runs],
+            "prompt_s": [s["prompt_s"] for s in runs],
+            "ttft_p50_ms": [s["ttft_p50_ms"] for s in runs],
+            "ttft_p95_ms": [s["ttft_p95_ms"] for s in runs],
+            "speedup_vs_retrieval": ratios,
+        }
+    return out
+
+
+def _prepare(case: Case, spec: ModelSpec, binary: Path, model: Path) -> tuple[dict, Callable[[str], int]]:
+    """The server's SWA set-up (refusing a server that cannot reuse partial
+    prefixes) and exact token counts of every block for the planners."""
+    with LlamaServer(binary, model, ctx=spec.context, extra=spec.flags) as srv:
+        swa = swa_status(srv)
+        counts: dict[str, int] = {}
+        for ctx in case.contexts:
+            for b in ctx:
+                if b not in counts:
+                    counts[b] = count_tokens(srv.url, "\n\n" + b)
+    if swa["sliding_window"] and not swa["swa_full"]:
+        raise RuntimeError(
+            f"{spec.name} uses sliding-window attention (window {swa['sliding_window']}) but llama-server "
+            "runs without a full-size SWA cache: partial prefixes would never be reused (--swa-full)"
+        )
+    if swa["sliding_window"]:
+        log.warning(
+            "%s uses sliding-window attention (window %d): llama-server runs with --swa-full, without "
+            "which llama.cpp reuses no partial prefix and reordering gains nothing",
+            spec.name,
+            swa["sliding_window"],
+        )
+    return swa, counts.__getitem__
+
+
+@dataclass
+class Engine:
+    """How to start a fresh server for one replay."""
+
+    spec: ModelSpec
+    binary: Path
+    model: Path
+    workdir: Path
+
+    def replay(
+        self, case: Case, cond: Condition, plan: Plan | None, run: int, score: bool, bar: Progress
+    ) -> Replay:
+        with LlamaServer(self.binary, self.model, ctx=self.spec.context, extra=self.spec.flags) as srv:
+            rep = _replay(srv, case, cond, plan, run, score, bar, self.workdir)
+        s = rep.summary()
+        log.info(
+            "%s run %d %-30s reuse %5.1f%%  prompt %7.1f s",
+            case.name,
+            run,
+            cond.name,
+            100 * s["reuse"],
+            s["prompt_s"],
+        )
+        return rep
+
+
+def run_speed(case: Case, engine: Engine, externals: Sequence[External], runs: int) -> dict:
+    """Every ordering ``runs`` times, alternating, a fresh server each."""
+    swa, count = _prepare(case, engine.spec, engine.binary, engine.model)
+    t0 = time.perf_counter()
+    plans = _plans(case, count, externals)
+    log.info("%s: planned %d orderings in %.1f s", case.name, len(plans), time.perf_counter() - t0)
+    names = ["retrieval", "frequency", *[e.name for e in externals], "contextpilot"]
+    names += [f"{e.name}-online" for e in externals] + ["contextpilot-online"]
+    conds = [Condition(n, n) for n in names]
+    replays: list[Replay] = []
+    with Progress(
+        len(case.contexts) * len(conds) * runs, f"{case.name} on {engine.spec.name}", after=0
+    ) as bar:
+        for run in range(runs):
+            for cond in conds if run % 2 == 0 else list(reversed(conds)):
+                plan = None if cond.name == "contextpilot-online" else plans[cond.order]
+                replays.append(engine.replay(case, cond, plan, run, False, bar))
+    return {
+        "workload": case.name,
+        "description": case.description,
+        "requests": len(case.contexts),
+        "swa": swa,
+        "runs": [r.summary() for r in replays],
+        "summary": _summarise(replays),
+        "per_request": {r.condition: [asdict(o) for o in r.outcomes] for r in replays if r.run == 0},
+    }
+
+
+#: the quality pass: the order itself, then our content labels, then the
+#: relevance line, each against retrieval order; no context for scale
+QUALITY_CONDITIONS = (
+    Condition("retrieval", "retrieval"),
+    Condition("contextpilot", "contextpilot"),
+    Condition("contextpilot+labels", "contextpilot", labels=True),
+    Condition("contextpilot+labels+relevance", "contextpilot", labels=True, relevance=True),
+    Condition("retrieval+labels+relevance", "retrieval", labels=True, relevance=True),
+    Condition("no-context", "retrieval", context=False),
+)
+
+
+def run_quality(case: Case, engine: Engine, conditions: Sequence[Condition] = QUALITY_CONDITIONS) -> dict:
+    """One scored replay per condition: greedy short answers and the gold
+    answer's log-likelihood, paired per question against retrieval order."""
+    _, count = _prepare(case, engine.spec, engine.binary, engine.model)
+    plans = {"retrieval": retrieval_order(case.contexts), "contextpilot": ours_batch(case.contexts, count)}
+    replays = {}
+    with Progress(len(case.contexts) * len(conditions), f"{case.name} quality", after=0) as bar:
+        for cond in conditions:
+            replays[cond.name] = engine.replay(case, cond, plans[cond.order], 0, True, bar)
+    return {
+        "workload": case.name,
+        "description": case.description,
+        "requests": len(case.contexts),
+        "runs": [r.summary() for r in replays.values()],
+        "quality": _quality(case, replays),
+        "per_request": {name: [asdict(o) for o in r.outcomes] for name, r in replays.items()},
+    }
+
+
+def run_real_model(args: argparse.Namespace, externals: Sequence[External], out_dir: Path) -> dict:
+    spec = model_spec(args.engine_model)
+    binary = find_llama_server(build=args.build)
+    if binary is None:
+        raise SystemExit(
+            "llama-server not found: run scripts/build_llama_server.sh (about 7 minutes), "
+            "pass --build, or set LLAMA_SERVER_BIN"
+        )
+    model = fetch_model(spec.name)
+    sizes = parse_sizes(args.engine_workloads, args.quick)
+    workdir = out_dir / "real-model-logs"
+    workdir.mkdir(parents=True, exist_ok=True)
+    engine = Engine(spec, binary, model, workdir)
+    result: dict = {
+        "model": {"name": spec.name, "description": spec.description, "file": model.name},
+        "engine": {
+            "binary": str(binary),
+            "flags": " ".join(["-np 1 --cache-ram 0 -t 2", *spec.flags]),
+            "context": spec.context,
+        },
+        "ttft": "server side: timings.prompt_ms plus one decode step",
+        "workloads": [],
+    }
+    for case in build_cases(args, sizes):
+        res = run_speed(case, engine, externals, args.engine_runs)
+        result["workloads"].append(res)
+        print(tables(res))
+    n_quality = args.quality_questions if args.quality_questions is not None else (10 if args.quick else 250)
+    if not args.no_quality and n_quality > 0:
+        cases = build_cases(args, {"locomo-mem": n_quality})
+        if cases:
+            res = run_quality(cases[0], engine)
+            result["quality"] = res
+            print(tables(res))
+    return result
