@@ -198,6 +198,8 @@ def parse_sizes(spec: str | None, quick: bool) -> dict[str, int]:
     base = QUICK if quick else DEFAULT
     if not spec:
         return dict(base)
+    if spec.strip() == "none":  # the quality pass only
+        return {}
     out: dict[str, int] = {}
     for item in spec.split(","):
         name, _, n = item.strip().partition(":")

@@ -38,6 +38,14 @@ entry survives iff
 
 A truncated prompt (``truncated: true``) replaces everything.
 
+Sliding-window models: llama.cpp reuses a *partial* prefix of such a model
+(Gemma 2/3, Mistral-style windows, gpt-oss) only when llama-server runs with
+``--swa-full``; without it ``cache_n`` is 0 whenever the new prompt diverges
+from the slot's content, and reordering gains nothing. ``observe`` notices
+it from outside: a request sharing at least ``MIN_SHARED_TOKENS`` (estimated)
+leading tokens with its slot's previous prompt, diverging after them, that
+got under a quarter of them back, counts as ``prefix_not_reused``.
+
 ``observe`` costs O(len(prompt) + entries in the slot); ``reconcile`` with a
 ``GET /slots`` answer costs O(slots + their entries). One lock guards all
 state, so the proxy's handlers and its poller can call in from any thread.
@@ -51,7 +59,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SlotTracker"]
+__all__ = ["MIN_SHARED_TOKENS", "SlotTracker"]
+
+#: shared leading tokens (estimated) from which a reuse of 0 is suspicious
+MIN_SHARED_TOKENS = 64
 
 Prompt = Sequence[int] | str
 
@@ -114,9 +125,12 @@ class SlotTracker:
                 "foreign_tasks",
                 "prompt_tokens",
                 "reused_tokens",
+                "prefix_not_reused",
             ),
             0,
         )
+        #: the last request whose shared prefix was not reused (see the module docstring)
+        self.last_prefix_miss: dict[str, int] | None = None
 
     # -- requests served through the proxy ------------------------------------------------
 
@@ -130,12 +144,15 @@ class SlotTracker:
         *,
         truncated: bool = False,
         complete: bool = True,
+        expect_reuse: bool = True,
     ) -> list[str]:
         """Request ``rid`` was served on ``slot``: ``n_prompt`` prompt tokens,
         ``cache_n`` of them reused. ``prompt`` is its token ids or text
         (``None`` if unknown). With ``complete=False`` (the answer broke off)
-        the request is not recorded as held. Returns the request ids that no
-        slot holds any more (``rid`` itself included when not recorded)."""
+        the request is not recorded as held; ``expect_reuse=False`` (the
+        client turned ``cache_prompt`` off) skips the reuse check. Returns the
+        request ids that no slot holds any more (``rid`` itself included when
+        not recorded)."""
         if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < self.max_slots:
             with self._lock:
                 self._counts["bad_slot"] += 1
@@ -148,7 +165,16 @@ class SlotTracker:
             if prompt is not None and not isinstance(prompt, str):
                 prompt = list(prompt)
             # a broken-off answer may have left only part of its prompt: lengths only
-            removed = self._survive(s, slot, prompt if complete else None, cache_n, truncated)
+            seen = prompt if complete else None
+            comparable = (
+                seen is not None
+                and s.content is not None
+                and isinstance(seen, str) == isinstance(s.content, str)
+            )
+            lcp = _lcp(s.content, seen) if comparable else None  # type: ignore[arg-type]
+            if lcp is not None and expect_reuse and not truncated:
+                self._check_reuse(s, slot, lcp, cache_n)
+            removed = self._survive(s, slot, lcp, cache_n, truncated)
             if complete:
                 self._add(s, slot, rid, prompt, n_prompt)
             else:
@@ -170,26 +196,31 @@ class SlotTracker:
         with self._lock:
             return [] if self._holders.get(rid) else [rid]
 
-    def _survive(
-        self, s: _Slot, slot: int, prompt: Prompt | None, cache_n: int, truncated: bool
-    ) -> list[str]:
-        """Drop the entries the new prompt overwrote; returns their ids."""
+    def _check_reuse(self, s: _Slot, slot: int, lcp: int, cache_n: int) -> None:
+        """Count a shared, diverging prefix the engine did not reuse."""
+        held = len(s.content or ())
+        if not held or lcp >= held:  # nothing shared, or the old prompt is a prefix: reused either way
+            return
+        shared = lcp * s.n_tokens // held  # the previous prompt's tokens per unit
+        if shared >= MIN_SHARED_TOKENS and 4 * cache_n < shared:
+            self._counts["prefix_not_reused"] += 1
+            self.last_prefix_miss = {"slot": slot, "shared_tokens_estimate": shared, "cache_n": cache_n}
+
+    def _survive(self, s: _Slot, slot: int, lcp: int | None, cache_n: int, truncated: bool) -> list[str]:
+        """Drop the entries the new prompt overwrote; returns their ids.
+        ``lcp``: units the new prompt shares with the slot's content (None
+        when the two are not comparable)."""
         if not s.entries:
             return []
         if truncated:
             keep: list[_Entry] = []
         else:
-            comparable = (
-                prompt is not None
-                and s.content is not None
-                and isinstance(prompt, str) == isinstance(s.content, str)
-            )
-            lcp = _lcp(s.content, prompt) if comparable else 0  # type: ignore[arg-type]
+            comparable = lcp is not None
             stored = len(s.content) if s.content is not None else 0
             keep = []
             for e in s.entries:
                 if comparable and e.units is not None and e.units <= stored:
-                    ok = e.units <= lcp
+                    ok = e.units <= lcp  # type: ignore[operator]
                 else:
                     ok = e.n_tokens <= cache_n
                 if ok:
@@ -338,6 +369,7 @@ class SlotTracker:
         with self._lock:
             self._slots.clear()
             self._holders.clear()
+            self.last_prefix_miss = None
             for k in self._counts:
                 self._counts[k] = 0
 
