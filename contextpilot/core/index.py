@@ -37,6 +37,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from contextpilot.core.batch_trie import BatchTrie, batch_trie
+
 __all__ = ["EvictionReport", "IndexStats", "PrefixIndex"]
 
 
@@ -53,6 +57,12 @@ class _Node:
         self.tick = 0
         self.stamp = 0.0
         self.alive = True
+
+
+def _mask(n: int, where: Iterable[int]) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[list(where)] = True
+    return out
 
 
 def _tokens(node: _Node) -> int:
@@ -266,6 +276,177 @@ class PrefixIndex:
                 self._push(node)
             self._enforce_bounds(now)
             return hit
+
+    def insert_batch(
+        self, keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
+    ) -> np.ndarray:
+        """Record a batch of requests sent in this order: request j sent the
+        keys ``keys[offs[j]:offs[j + 1]]`` (uint64, flat, cut by ``lens``)
+        with token lengths ``tokens`` (same layout), under the fresh id
+        ``rids[j]``. Returns each request's hit (tokens of its prefix the
+        index held before it: before the batch, or from an earlier request
+        of the batch).
+
+        Same result as :meth:`insert` on each request in turn with the caps
+        (tokens, nodes, requests) applied once after the batch rather than
+        after every request: what does not fit is evicted in LRU order
+        (least recently used leaves first: older content, then the batch's
+        earliest requests, deepest blocks first). The two differ only when
+        one request's blocks would have been evicted mid-batch and sent
+        again by a later one. The batch's trie is built with array
+        operations (:mod:`contextpilot.core.batch_trie`), and only nodes
+        that survive the caps become tree nodes: O(P log P) numpy work for
+        P blocks plus Python work per kept node and per request.
+        """
+        n = len(lens)
+        if len(rids) != n or int(lens.sum()) != len(keys) or len(tokens) != len(keys):
+            raise ValueError("keys, tokens, lens and rids do not line up")
+        with self._lock:
+            for rid in rids:
+                if rid in self._requests:
+                    raise ValueError(f"request id {rid!r} is already live")
+            now = self._clock()
+            base = self._tick
+            self._tick += n
+            self._inserted += n
+            if not len(keys):
+                return np.zeros(n, dtype=np.int64)
+            ukeys, kid = np.unique(keys, return_inverse=True)
+            tokens = np.asarray(tokens, dtype=np.int64)
+            trie = batch_trie(kid.reshape(-1), tokens, lens)
+            matched = self._match_trie(trie, ukeys.tolist())
+            row = np.repeat(np.arange(n, dtype=np.int64), lens)
+            node = trie.node
+            was_there = _mask(len(trie), matched)
+            cached = was_there[node] | (trie.first[node] < row)
+            hits = np.bincount(row, weights=tokens * cached, minlength=n).astype(np.int64)
+            self._sent_tokens += int(tokens.sum())
+            self._hit_tokens += int(hits.sum())
+            keep, cut = self._survivors(trie)
+            # each row ends at its deepest kept node (kept nodes are closed
+            # under ancestors); rows with nothing kept are evicted already
+            kept_per_row = np.bincount(row, weights=keep[node], minlength=n).astype(np.int64)
+            offs = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(lens, out=offs[1:])
+            live_rows = np.flatnonzero(kept_per_row > 0)
+            gone = int(np.count_nonzero(lens[kept_per_row == 0]))
+            over = len(live_rows) - self.max_requests
+            if over > 0:  # the request cap drops the batch's earliest ones
+                live_rows = live_rows[over:]
+                gone += over
+            self._evicted["capacity"] += gone
+            ends = node[offs[live_rows] + kept_per_row[live_rows] - 1]
+            refs = np.bincount(ends, minlength=len(trie)).astype(np.int64)
+            ds = trie.depth_start
+            for d in range(len(ds) - 2, 0, -1):  # subtree sums, deepest first
+                lo, hi = ds[d], ds[d + 1]
+                refs[ds[d - 1] : lo] += np.bincount(
+                    trie.parent[lo:hi] - ds[d - 1], weights=refs[lo:hi], minlength=lo - ds[d - 1]
+                ).astype(np.int64)
+            objs = self._graft(trie, ukeys, keep, refs, matched, base, now)
+            reqs, get = self._requests, objs.__getitem__
+            for rid, e in zip([rids[j] for j in live_rows.tolist()], map(get, ends.tolist())):
+                if e.ends is None:
+                    e.ends = set()
+                e.ends.add(rid)
+                reqs[rid] = e
+            if cut:  # the batch alone overflows: everything older goes
+                self._evict_older(base + 1)
+            self._enforce_bounds(now)
+            return hits
+
+    def _match_trie(self, trie: BatchTrie, ukeys: list[int]) -> dict[int, _Node]:
+        """Batch-trie nodes already in the tree, and their tree nodes
+        (Python work only for nodes whose parent is in the tree)."""
+        out: dict[int, _Node] = {}
+        if not self.root.children or not len(trie):
+            return out
+        found = np.zeros(len(trie), dtype=bool)
+        ds = trie.depth_start.tolist()
+        for d in range(len(ds) - 1):
+            lo, hi = ds[d], ds[d + 1]
+            if d == 0:
+                cand = range(lo, hi)
+            else:
+                cand = (np.flatnonzero(found[trie.parent[lo:hi]]) + lo).tolist()
+                if not cand:
+                    break
+            idx = np.asarray(cand, dtype=np.int64)
+            for v, p, k in zip(cand, trie.parent[idx].tolist(), trie.key[idx].tolist()):
+                c = (out[p] if d else self.root).children.get(ukeys[k])
+                if c is not None:
+                    out[v] = c
+                    found[v] = True
+        return out
+
+    def _survivors(self, trie: BatchTrie) -> tuple[np.ndarray, int]:
+        """Which batch-trie nodes the caps keep, and how many they cut. LRU
+        order over the batch: by last use, deepest first within a request."""
+        keep = np.ones(len(trie), dtype=bool)
+        order = np.lexsort((-trie.depth, trie.last))
+        cum_tokens = np.concatenate(([0], np.cumsum(trie.tokens[order])))
+        total_tokens = int(cum_tokens[-1])
+        cut = max(0, len(trie) - self.max_nodes)
+        if self.capacity_tokens is not None and total_tokens > self.capacity_tokens:
+            need = total_tokens - self.capacity_tokens  # tokens to drop
+            cut = max(cut, int(np.searchsorted(cum_tokens, need, side="left")))
+        keep[order[:cut]] = False
+        return keep, cut
+
+    def _graft(
+        self,
+        trie: BatchTrie,
+        ukeys: np.ndarray,
+        keep: np.ndarray,
+        refs: np.ndarray,
+        matched: dict[int, _Node],
+        base: int,
+        now: float,
+    ) -> dict[int, _Node]:
+        """Kept batch-trie nodes into the tree (parents first); the leaves
+        among them join the LRU heap."""
+        objs: dict[int, _Node] = {}
+        root = self.root
+        idx = np.flatnonzero(keep & ((refs > 0) | _mask(len(trie), matched)))
+        parent, key = trie.parent[idx].tolist(), ukeys[trie.key[idx]].tolist()
+        toks, ticks, rs = trie.tokens[idx].tolist(), (trie.last[idx] + base + 1).tolist(), refs[idx].tolist()
+        made_tokens = made = 0
+        for v, p, k, t, tick, r in zip(idx.tolist(), parent, key, toks, ticks, rs):
+            node = matched.get(v)
+            if node is None:
+                up = root if p < 0 else objs[p]
+                node = _Node(k, t, up)
+                up.children[k] = node
+                made_tokens += t
+                made += 1
+            node.refs += r
+            node.tick, node.stamp = tick, now
+            objs[v] = node
+        self.tokens += made_tokens
+        self.nodes += made
+        seq = self._seq
+        fresh = []
+        for node in objs.values():
+            if not node.children:
+                seq += 1
+                fresh.append((node.tick, seq, node))
+        self._seq = seq
+        self._heap.extend(fresh)
+        heapq.heapify(self._heap)
+        return objs
+
+    def _evict_older(self, tick: int) -> None:
+        """Cache-driven eviction of every leaf last used before ``tick``."""
+        heap = self._heap
+        while heap:
+            t, _, v = heap[0]
+            if not v.alive or v.children or v.tick != t:
+                heapq.heappop(heap)
+                continue
+            if t >= tick:
+                break
+            heapq.heappop(heap)
+            self._evict_leaf(v, "capacity")
 
     def touch(self, rid: str) -> bool:
         """Mark a request's cached path as just used (a cache hit seen
