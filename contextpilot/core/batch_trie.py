@@ -60,20 +60,20 @@ def batch_trie(keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray) -> BatchT
         pos = offs[rows] + d
         par = node[pos - 1] if d else np.full(len(pos), -1, dtype=np.int64)
         code = (par + 1) * width + keys[pos]
-        o = np.argsort(code, kind="stable")  # stable: equal codes keep row order
+        o = np.argsort(code)
         cs = code[o]
         new = np.empty(len(cs), dtype=bool)
         new[:1] = True
         np.not_equal(cs[1:], cs[:-1], out=new[1:])
         starts = np.flatnonzero(new)
-        ends = np.r_[starts[1:], len(cs)] - 1
         inv = np.cumsum(new) - 1
         node[pos[o]] = count + inv
         u = cs[starts]
         parents.append(u // width - 1)
         ids.append(u % width)
-        firsts.append(rows[o[starts]])
-        lasts.append(rows[o[ends]])
+        ro = rows[o]
+        firsts.append(np.minimum.reduceat(ro, starts))
+        lasts.append(np.maximum.reduceat(ro, starts))
         count += len(u)
         depth_start.append(count)
     ds = np.asarray(depth_start, dtype=np.int64)

@@ -29,6 +29,7 @@ O(len(path)); each eviction is O(log n) amortised.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import threading
@@ -47,15 +48,17 @@ __all__ = ["EvictionReport", "IndexStats", "PrefixIndex"]
 class _Node:
     __slots__ = ("key", "tokens", "parent", "children", "refs", "ends", "tick", "stamp", "alive")
 
-    def __init__(self, key: int, tokens: int, parent: _Node | None) -> None:
+    def __init__(
+        self, key: int, tokens: int, parent: _Node | None, refs: int = 0, tick: int = 0, stamp: float = 0.0
+    ) -> None:
         self.key = key
         self.tokens = tokens
         self.parent = parent
         self.children: dict[int, _Node] = {}
-        self.refs = 0
+        self.refs = refs
         self.ends: set[str] | None = None
-        self.tick = 0
-        self.stamp = 0.0
+        self.tick = tick
+        self.stamp = stamp
         self.alive = True
 
 
@@ -298,9 +301,32 @@ class PrefixIndex:
         that survive the caps become tree nodes: O(P log P) numpy work for
         P blocks plus Python work per kept node and per request.
         """
-        n = len(lens)
-        if len(rids) != n or int(lens.sum()) != len(keys) or len(tokens) != len(keys):
+        if len(rids) != len(lens) or int(lens.sum()) != len(keys) or len(tokens) != len(keys):
             raise ValueError("keys, tokens, lens and rids do not line up")
+        ukeys, kid = np.unique(np.asarray(keys, dtype=np.uint64), return_inverse=True)
+        return self.insert_batch_ids(kid.reshape(-1), ukeys, tokens, lens, rids)
+
+    def insert_batch_ids(
+        self, kid: np.ndarray, ukeys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
+    ) -> np.ndarray:
+        """:meth:`insert_batch` with the keys given as ``ukeys[kid]``
+        (``ukeys``: distinct uint64 keys; ``kid``: dense ids into it), which
+        spares a sort of every block when the caller has them."""
+        n = len(lens)
+        if len(rids) != n or int(lens.sum()) != len(kid) or len(tokens) != len(kid):
+            raise ValueError("keys, tokens, lens and rids do not line up")
+        gc_was_on = gc.isenabled()
+        gc.disable()  # up to max_nodes new objects, no cycles among them to find
+        try:
+            return self._insert_batch(kid, ukeys, tokens, lens, rids)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _insert_batch(
+        self, kid: np.ndarray, ukeys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
+    ) -> np.ndarray:
+        n = len(lens)
         with self._lock:
             for rid in rids:
                 if rid in self._requests:
@@ -309,11 +335,10 @@ class PrefixIndex:
             base = self._tick
             self._tick += n
             self._inserted += n
-            if not len(keys):
+            if not len(kid):
                 return np.zeros(n, dtype=np.int64)
-            ukeys, kid = np.unique(keys, return_inverse=True)
             tokens = np.asarray(tokens, dtype=np.int64)
-            trie = batch_trie(kid.reshape(-1), tokens, lens)
+            trie = batch_trie(kid, tokens, lens)
             matched = self._match_trie(trie, ukeys.tolist())
             row = np.repeat(np.arange(n, dtype=np.int64), lens)
             node = trie.node
@@ -346,6 +371,7 @@ class PrefixIndex:
             objs = self._graft(trie, ukeys, keep, refs, matched, base, now)
             reqs, get = self._requests, objs.__getitem__
             for rid, e in zip([rids[j] for j in live_rows.tolist()], map(get, ends.tolist())):
+                assert e is not None
                 if e.ends is None:
                     e.ends = set()
                 e.ends.add(rid)
@@ -402,32 +428,45 @@ class PrefixIndex:
         matched: dict[int, _Node],
         base: int,
         now: float,
-    ) -> dict[int, _Node]:
-        """Kept batch-trie nodes into the tree (parents first); the leaves
+    ) -> list[_Node | None]:
+        """Kept batch-trie nodes into the tree (parents first); returns the
+        tree node of each batch-trie node (``None``: not kept). The leaves
         among them join the LRU heap."""
-        objs: dict[int, _Node] = {}
+        objs: list[_Node | None] = [None] * len(trie)
         root = self.root
-        idx = np.flatnonzero(keep & ((refs > 0) | _mask(len(trie), matched)))
-        parent, key = trie.parent[idx].tolist(), ukeys[trie.key[idx]].tolist()
-        toks, ticks, rs = trie.tokens[idx].tolist(), (trie.last[idx] + base + 1).tolist(), refs[idx].tolist()
-        made_tokens = made = 0
-        for v, p, k, t, tick, r in zip(idx.tolist(), parent, key, toks, ticks, rs):
-            node = matched.get(v)
-            if node is None:
-                up = root if p < 0 else objs[p]
-                node = _Node(k, t, up)
-                up.children[k] = node
-                made_tokens += t
-                made += 1
+        is_matched = _mask(len(trie), matched)
+        idx = np.flatnonzero(keep & ((refs > 0) | is_matched))
+        new = idx[~is_matched[idx]]
+        # matched nodes: refreshed in place (refs added, last use moved up)
+        for v, r, tick in zip(
+            (m := idx[is_matched[idx]]).tolist(), refs[m].tolist(), (trie.last[m] + base + 1).tolist()
+        ):
+            node = matched[v]
             node.refs += r
             node.tick, node.stamp = tick, now
             objs[v] = node
-        self.tokens += made_tokens
-        self.nodes += made
+        # new nodes, parents first (nodes are numbered depth by depth)
+        for v, p, k, t, tick, r in zip(
+            new.tolist(),
+            trie.parent[new].tolist(),
+            ukeys[trie.key[new]].tolist(),
+            trie.tokens[new].tolist(),
+            (trie.last[new] + base + 1).tolist(),
+            refs[new].tolist(),
+        ):
+            up = root if p < 0 else objs[p]
+            node = objs[v] = up.children[k] = _Node(k, t, up, r, tick, now)  # type: ignore[union-attr]
+        self.tokens += int(trie.tokens[new].sum())
+        self.nodes += len(new)
+        # leaves: kept nodes with no kept child (matched ones may have old children)
+        has_child = np.zeros(len(trie), dtype=bool)
+        kept_parents = trie.parent[idx]
+        has_child[kept_parents[kept_parents >= 0]] = True
         seq = self._seq
         fresh = []
-        for node in objs.values():
-            if not node.children:
+        for v in idx[~has_child[idx]].tolist():
+            node = objs[v]
+            if node is not None and not node.children:
                 seq += 1
                 fresh.append((node.tick, seq, node))
         self._seq = seq

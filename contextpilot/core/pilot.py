@@ -135,6 +135,7 @@ class ContextPilot:
         self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
         self._calls = 0
         self._planned = 0
+        self._last_workers = 0
 
     # -- planning ------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class ContextPilot:
             timings["recording"] = time.thread_time() - c0
         self._calls += 1
         self._planned += len(ctxs)
+        self._last_workers = int(timings.get("workers", 0))
         timings["wall"] = time.perf_counter() - t0
         return ReorderResult(
             reordered=p.contexts,
@@ -214,15 +216,16 @@ class ContextPilot:
         """The index learns a whole planned batch at once (see
         ``PrefixIndex.insert_batch``); returns the ids and hits."""
         rids = new_request_ids(len(flat.lens))
-        keys = flat.keys[flat.pids]
-        hits = self._index.insert_batch(keys, flat.tokens[flat.pids], flat.lens, rids)
+        ukeys, of_pid = np.unique(flat.keys, return_inverse=True)  # per pid: small
+        kid = of_pid.reshape(-1)[flat.pids]
+        hits = self._index.insert_batch_ids(kid, ukeys, flat.tokens[flat.pids], flat.lens, rids)
         # only the last ``capacity`` requests stay in the recent ring
         n = len(flat.lens)
         tail = min(n, self._recent.capacity)
         if tail:
             offs = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(flat.lens, out=offs[1:])
-            for row in split(keys[offs[n - tail] :].tolist(), flat.lens[n - tail :]):
+            for row in split(ukeys[kid[offs[n - tail] :]].tolist(), flat.lens[n - tail :]):
                 self._recent.add(row)
         return rids, hits.tolist()
 
@@ -438,6 +441,7 @@ class ContextPilot:
                 "mode": "stateless" if self.stateless else "live",
                 "calls": self._calls,
                 "requests_planned": self._planned,
+                "last_plan_workers": self._last_workers,
                 "live_requests": s.requests,
                 "index_nodes": s.nodes,
                 "index_tokens": s.tokens,

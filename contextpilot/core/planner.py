@@ -255,20 +255,24 @@ def _plan_with(pool, contexts, token_counter, table, index, recent, opts: PlanOp
         for name, v in cp.timings.items():
             timings[name] = timings.get(name, 0.0) + v
         out.shared += cp.shared
+        a0 = time.thread_time()
         if cp.lens is not None:  # flat, from a worker
             forest = Forest(len(chunk), cp.left, cp.right, [], cp.roots)
             out.add_flat(chunk, forest, cp.order, cp.seqs, cp.lens)
+            timings["assembly"] = timings.get("assembly", 0.0) + time.thread_time() - a0
             continue
         if live:
             e0 = time.thread_time()
             part = batch.lists(None if whole else chunk)
             forest = _forest_of(part, cp)
             o, seqs = emitter.emit(forest, part)
-            timings["emission"] = timings.get("emission", 0.0) + time.thread_time() - e0
+            a0 = time.thread_time()
+            timings["emission"] = timings.get("emission", 0.0) + a0 - e0
         else:
             forest = Forest(len(chunk), cp.left, cp.right, [], cp.roots)
             o, seqs = cp.order, cp.seqs
         out.add_lists(None if whole else chunk, forest, o, seqs)
+        timings["assembly"] = timings.get("assembly", 0.0) + time.thread_time() - a0
     timings.pop("worker_total", None)
     timings["waiting_wall"] = waited
     timings["this_process"] = time.thread_time() - cpu0
