@@ -39,7 +39,16 @@ import threading
 import time
 from collections.abc import Sequence
 
-__all__ = ["MODES", "WORKLOADS", "fit_exponent", "measure", "plan_digest", "rss_tree", "series"]
+__all__ = [
+    "MODES",
+    "WORKLOADS",
+    "fit_exponent",
+    "measure",
+    "plan_digest",
+    "rss_tree",
+    "series",
+    "text_vs_ids",
+]
 
 FULL_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
 QUICK_SIZES = (1_000, 3_000, 10_000)
@@ -192,6 +201,49 @@ def series(
         fit = fit if len(fit) > 1 else pts
         exponents[name] = fit_exponent(fit) if len(fit) > 1 else float("nan")
     return {"rows": rows, "exponents": exponents, "modes": list(modes)}
+
+
+def text_vs_ids(path: str | None = None, repeats: int = 5) -> list[dict]:
+    """LoCoMo batches planned from their text blocks (what a RAG pipeline
+    passes) and from int ids of the same blocks (each distinct text one
+    id, same token lengths), through ``ContextPilot().reorder_detailed``,
+    stateless and stateful (a fresh object each time); the best of
+    ``repeats`` runs, so other load on the machine counts least."""
+    from contextpilot.bench.workloads import locomo_chunks, locomo_mem
+    from contextpilot.core.pilot import ContextPilot
+
+    rows = []
+    for make in (locomo_mem, locomo_chunks):
+        wl = make(path)
+        ids: dict[object, int] = {}
+        as_ids = [[ids.setdefault(b, len(ids)) for b in c] for c in wl.contexts]
+        lengths = [wl.token_counter(b) for b in ids]
+        for stateless in (True, False):
+            best = {}
+            for name, contexts, counter in (
+                ("text", wl.contexts, None),
+                ("ids", as_ids, lengths.__getitem__),
+            ):
+                runs = []
+                for _ in range(repeats):
+                    pilot = ContextPilot(stateless=stateless, token_counter=counter)
+                    t0 = time.perf_counter()
+                    r = pilot.reorder_detailed(contexts)
+                    runs.append(time.perf_counter() - t0)
+                # text blocks as their ids, so the two plans can be compared
+                best[name] = (min(runs), [[ids.get(b, b) for b in c] for c in r.reordered], r.order)
+            rows.append(
+                {
+                    "workload": wl.name,
+                    "requests": len(wl.contexts),
+                    "mode": "stateless" if stateless else "stateful",
+                    "text_seconds": best["text"][0],
+                    "ids_seconds": best["ids"][0],
+                    "ratio": best["text"][0] / best["ids"][0],
+                    "same_plan": best["text"][1:] == best["ids"][1:],
+                }
+            )
+    return rows
 
 
 if __name__ == "__main__":
