@@ -146,3 +146,21 @@ def test_server_batch_path_uses_workers():
     assert len(body["request_ids"]) == N
     assert stats["index_stats"]["last_plan_workers"] == 2
     assert stats["index_stats"]["live_requests"] == N
+
+
+def test_an_error_in_a_task_is_raised_here_and_stops_the_workers(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    with WorkerPool(2) as pool:
+        procs = [w.proc for w in pool.workers]
+        with pytest.raises(ValueError, match="bad share 1"):
+            list(pool.map([(_fail_on_one, (lambda i=i: (i,))) for i in range(4)]))
+        assert [p.wait(timeout=10) for p in procs] == [-9, -9]  # killed, not left running
+
+
+def _fail_on_one(i: int) -> int:
+    if i == 1:
+        raise ValueError(f"bad share {i}")
+    import time
+
+    time.sleep(0.5 if i else 0.0)
+    return i

@@ -187,6 +187,7 @@ class WorkerPool:
         threads = [threading.Thread(target=feed, args=(w,), daemon=True) for w in self.workers]
         for t in threads:
             t.start()
+        finished = False
         try:
             for i, (fn, make) in enumerate(tasks):
                 with cond:
@@ -204,9 +205,13 @@ class WorkerPool:
                     yield fn(*make())
                 else:
                     raise value
+            finished = True
         finally:
             with cond:
                 nxt[0] = len(tasks)  # feeders stop after their current task
+            if not finished:  # an error or an interrupt here: stop the workers now
+                for w in self.workers:
+                    w.proc.kill()
             for t in threads:
                 t.join()
 
