@@ -48,7 +48,8 @@ def batch_trie(keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray) -> BatchT
     total = len(keys)
     offs = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens, out=offs[1:])
-    node = np.empty(total, dtype=np.int64)
+    # per position: 4 bytes when they suffice (a batch of 20M blocks: 80 MB saved)
+    node = np.empty(total, dtype=np.int32 if total < 2**31 else np.int64)
     width = int(keys.max(initial=-1)) + 1
     parents, ids, firsts, lasts, depth_start = [], [], [], [], [0]
     count = 0
@@ -58,7 +59,7 @@ def batch_trie(keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray) -> BatchT
     for d in range(int(lens.max(initial=0))):
         rows = np.sort(by_len[: int(np.searchsorted(-sorted_lens, -d, side="left"))])
         pos = offs[rows] + d
-        par = node[pos - 1] if d else np.full(len(pos), -1, dtype=np.int64)
+        par = node[pos - 1].astype(np.int64) if d else np.full(len(pos), -1, dtype=np.int64)
         code = (par + 1) * width + keys[pos]
         o = np.argsort(code)
         cs = code[o]
@@ -79,6 +80,7 @@ def batch_trie(keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray) -> BatchT
     ds = np.asarray(depth_start, dtype=np.int64)
     empty = np.zeros(0, dtype=np.int64)
     cat = lambda xs: np.concatenate(xs) if xs else empty  # noqa: E731
+    row_type = np.int32 if n < 2**31 else np.int64
     tok = np.zeros(count, dtype=np.int64)
     tok[node] = tokens
     return BatchTrie(
@@ -86,8 +88,8 @@ def batch_trie(keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray) -> BatchT
         key=cat(ids),
         depth=np.repeat(np.arange(len(ds) - 1, dtype=np.int64), np.diff(ds)),
         tokens=tok,
-        first=cat(firsts),
-        last=cat(lasts),
+        first=cat(firsts).astype(row_type, copy=False),
+        last=cat(lasts).astype(row_type, copy=False),
         node=node,
         depth_start=ds,
     )

@@ -68,6 +68,15 @@ def _mask(n: int, where: Iterable[int]) -> np.ndarray:
     return out
 
 
+def _row_sums(x: np.ndarray, lens: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """Sum of ``x`` over each row (``x`` flat, cut by ``lens``), as int64."""
+    out = np.zeros(len(lens), dtype=np.int64)
+    full = lens > 0
+    if len(x):
+        out[full] = np.add.reduceat(x, offs[:-1][full], dtype=np.int64)
+    return out
+
+
 def _tokens(node: _Node) -> int:
     return node.tokens
 
@@ -340,19 +349,20 @@ class PrefixIndex:
             tokens = np.asarray(tokens, dtype=np.int64)
             trie = batch_trie(kid, tokens, lens)
             matched = self._match_trie(trie, ukeys.tolist())
-            row = np.repeat(np.arange(n, dtype=np.int64), lens)
             node = trie.node
-            was_there = _mask(len(trie), matched)
-            cached = was_there[node] | (trie.first[node] < row)
-            hits = np.bincount(row, weights=tokens * cached, minlength=n).astype(np.int64)
+            offs = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(lens, out=offs[1:])
+            # a block hits if the tree held it or an earlier row made it
+            cached = trie.first[node] < np.repeat(np.arange(n, dtype=node.dtype), lens)
+            cached |= _mask(len(trie), matched)[node]
+            hits = _row_sums(np.where(cached, tokens, 0), lens, offs)
+            del cached
             self._sent_tokens += int(tokens.sum())
             self._hit_tokens += int(hits.sum())
             keep, cut = self._survivors(trie)
             # each row ends at its deepest kept node (kept nodes are closed
             # under ancestors); rows with nothing kept are evicted already
-            kept_per_row = np.bincount(row, weights=keep[node], minlength=n).astype(np.int64)
-            offs = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(lens, out=offs[1:])
+            kept_per_row = _row_sums(keep[node], lens, offs)
             live_rows = np.flatnonzero(kept_per_row > 0)
             gone = int(np.count_nonzero(lens[kept_per_row == 0]))
             over = len(live_rows) - self.max_requests

@@ -166,7 +166,7 @@ class ContextPilot:
         self, contexts: Sequence[Sequence[Block]], *, stateless: bool | None = None
     ) -> ReorderResult:
         """Like :meth:`reorder`, with request ids, groups and cache figures."""
-        ctxs = validate_contexts(contexts)
+        ctxs = validate_contexts(contexts, copy=False)  # planning only reads them
         use_state = not (self.stateless if stateless is None else stateless)
         with self._lock:
             return self._reorder(ctxs, use_state)
