@@ -72,7 +72,14 @@ def _groups(forest: Forest, chunk: list[int]) -> list[list[int]]:
 
 
 def reference_plan(
-    contexts, *, token_counter=None, table=None, index=None, recent=None, k=6, chunk_size=100_000,
+    contexts,
+    *,
+    token_counter=None,
+    table=None,
+    index=None,
+    recent=None,
+    k=6,
+    chunk_size=100_000,
     with_keys=None,
 ) -> Plan:
     table = table if table is not None else BlockTable(token_counter)
