@@ -2,7 +2,7 @@
 kept in the tests as the oracle the fast planner must match exactly.
 
 It calls the same clustering and layout primitives (``build_forest``,
-``Emitter``, ``_popular_key``), so it stays a valid oracle when those change:
+``Emitter``, ``popular_rank``), so it stays a valid oracle when those change:
 what it pins is the planner's own work (interning, chunking, assembly), done
 here the slow, obvious way, in one process.
 """
@@ -15,7 +15,7 @@ from itertools import chain
 import numpy as np
 
 from contextpilot.core.blocks import Block, BlockTable
-from contextpilot.core.cluster import Forest, _csr, _popular_key, build_forest
+from contextpilot.core.cluster import Forest, _csr, build_forest, popular_rank
 from contextpilot.core.order import Emitter, PlanItems
 from contextpilot.core.planner import Plan
 
@@ -52,7 +52,7 @@ def _chunks(requests: list[list[int]], chunk_size: int, n_pids: int) -> list[lis
         return [list(range(n))]
     rows, cols = _csr(requests)
     freq = np.bincount(cols, minlength=n_pids)
-    order = np.argsort(_popular_key(rows, cols, n, freq), kind="stable")
+    order = np.argsort(popular_rank(rows, cols, n, freq), kind="stable")
     return [order[i : i + chunk_size].tolist() for i in range(0, n, chunk_size)]
 
 
@@ -72,7 +72,14 @@ def _groups(forest: Forest, chunk: list[int]) -> list[list[int]]:
 
 
 def reference_plan(
-    contexts, *, token_counter=None, table=None, index=None, recent=None, k=6, chunk_size=100_000,
+    contexts,
+    *,
+    token_counter=None,
+    table=None,
+    index=None,
+    recent=None,
+    k=6,
+    chunk_size=100_000,
     with_keys=None,
 ) -> Plan:
     table = table if table is not None else BlockTable(token_counter)

@@ -10,10 +10,11 @@ import textwrap
 
 import pytest
 
+from contextpilot.bench import report
 from contextpilot.bench.__main__ import _capacities, main
 from contextpilot.bench.methods import External
 from contextpilot.bench.progress import Progress
-from contextpilot.bench.scale import fit_exponent, measure
+from contextpilot.bench.scale import MODES, WORKLOADS, fit_exponent, measure, text_vs_ids
 from contextpilot.cli import main as cli_main
 
 REVERSE = textwrap.dedent(
@@ -97,12 +98,27 @@ def test_capacity_parsing():
             _capacities(bad)
 
 
-def test_scale_measure_and_fit():
-    r = measure(1000)
-    assert r["requests"] == 1000 and r["plan_seconds"] > 0 and r["peak_rss_bytes"] > 10 * 2**20
-    assert 0 < r["shared_fraction"] < 1
+def test_scale_measure_through_the_front_object_and_fit():
+    rows = [measure(1000, None, name, mode) for name in WORKLOADS for mode in MODES]
+    for r in rows:
+        assert r["requests"] == 1000 and r["seconds"] > 0 and r["peak_rss_bytes"] > 10 * 2**20
+        assert {"interning", "candidates", "merging", "emission"} <= r["phases"].keys()
+    by = {(r["workload"], r["mode"]): r for r in rows}
+    for name in WORKLOADS:  # one plan whichever way it is asked for
+        assert len({by[name, m]["digest"] for m in MODES}) == 1
+        assert "recording" in by[name, "stateful"]["phases"] and by[name, "stateful"]["live_requests"] == 1000
+    assert by["synthetic", "planner"]["digest"] != by["noisy", "planner"]["digest"]
+    table = report.scale_table({"rows": rows, "modes": list(MODES), "exponents": {}})
+    assert table.count("yes") == 2 and "NO" not in table
     assert fit_exponent([(10, 1.0), (100, 10.0), (1000, 100.0)]) == pytest.approx(1.0)
     assert fit_exponent([(10, 1.0), (100, 100.0)]) == pytest.approx(2.0)
+
+
+def test_locomo_from_text_and_from_ids_plan_alike(locomo_path):
+    rows = text_vs_ids(locomo_path, repeats=1)
+    assert len(rows) == 4 and all(r["same_plan"] for r in rows)
+    assert all(r["text_seconds"] > 0 and r["ids_seconds"] > 0 for r in rows)
+    assert "text/ids" in report.text_ids_table(rows)
 
 
 def test_progress_prints_lines_when_not_a_terminal():

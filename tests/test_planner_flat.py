@@ -164,7 +164,7 @@ def test_intern_flat_keeps_earlier_blocks_when_the_counter_fails():
     assert bad.block_list == [3, 4, 7]
 
 
-def test_popular_key_partition_path_matches_the_full_sort(monkeypatch):
+def test_popular_rank_partition_path_matches_the_full_sort(monkeypatch):
     from contextpilot.core import cluster
 
     rng = np.random.default_rng(1)
@@ -177,8 +177,8 @@ def test_popular_key_partition_path_matches_the_full_sort(monkeypatch):
     for n, nb, sets in cases:
         rows, cols = cluster._csr(sets)
         assert cluster._three_smallest(rows, cols, n, nb) is not None
-        fast.append(cluster._popular_key(rows, cols, n, np.bincount(cols, minlength=nb)))
+        fast.append(cluster.popular_rank(rows, cols, n, np.bincount(cols, minlength=nb)))
     monkeypatch.setattr(cluster, "_three_smallest", lambda *a: None)
     for (n, nb, sets), got in zip(cases, fast):
         rows, cols = cluster._csr(sets)
-        assert (got == cluster._popular_key(rows, cols, n, np.bincount(cols, minlength=nb))).all()
+        assert (got == cluster.popular_rank(rows, cols, n, np.bincount(cols, minlength=nb))).all()

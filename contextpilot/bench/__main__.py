@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -121,8 +120,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="planning processes for the scale series (default: all CPUs)",
+        default=None,
+        help="planning processes for the scale series (default: the front object's own choice, one per CPU)",
+    )
+    ap.add_argument(
+        "--scale-workloads",
+        default="synthetic,noisy",
+        help="scale series batches: synthetic (the bench's), noisy (30%% random blocks from 500k docs)",
     )
     ap.add_argument(
         "--memory",
@@ -328,17 +332,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results["workloads"] = run_simulated(args, externals)
     if args.scale:
-        from contextpilot.bench.scale import FULL_SIZES, QUICK_SIZES, series
+        from contextpilot.bench.scale import FULL_SIZES, MODES, QUICK_SIZES, series, text_vs_ids
 
         sizes = (
             [int(float(s)) for s in args.scale_sizes.split(",")]
             if args.scale_sizes
             else (QUICK_SIZES if args.quick else FULL_SIZES)
         )
-        with Progress(len(sizes), "scale series", after=0) as bar:
-            results["scale"] = series(sizes, args.workers, bar)
-        print("\nscale series (synthetic, 20 blocks per request)")
+        names = [w.strip() for w in args.scale_workloads.split(",") if w.strip()]
+        with Progress(len(sizes) * len(names) * len(MODES), "scale series", after=0) as bar:
+            results["scale"] = series(sizes, args.workers, bar, workloads=names)
+        print("\nscale series through ContextPilot().reorder (20 blocks per request; planner: plan() alone)")
         print(report.scale_table(results["scale"]))
+        if not args.no_locomo and (args.data or W.default_locomo_path()) is not None:
+            results["text_vs_ids"] = text_vs_ids(args.data)
+            print("\nLoCoMo from text blocks and from int ids (ContextPilot().reorder, best of 5)")
+            print(report.text_ids_table(results["text_vs_ids"]))
     if args.engine or args.engine_url:
         from contextpilot.bench.real_engine import run_engine
 

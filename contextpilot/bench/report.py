@@ -12,7 +12,16 @@ from pathlib import Path
 
 from contextpilot.bench.runner import Row
 
-__all__ = ["engine_table", "machine", "plot_hits", "plot_scale", "scale_table", "table", "write_json"]
+__all__ = [
+    "engine_table",
+    "machine",
+    "plot_hits",
+    "plot_scale",
+    "scale_table",
+    "table",
+    "text_ids_table",
+    "write_json",
+]
 
 log = logging.getLogger("contextpilot.bench")
 
@@ -33,13 +42,49 @@ def table(rows: Sequence[Row], labels: Sequence[str]) -> str:
 
 
 def scale_table(scale: dict) -> str:
-    lines = [f"{'requests':>10}{'workers':>9}{'planning':>11}{'peak RSS':>11}{'shared':>9}"]
-    for r in scale["rows"]:
+    """Per workload: seconds and peak RSS (all processes) of each mode by
+    batch size, whether the modes' plans agree, and where the CPU went at
+    the largest size."""
+    rows, modes = scale["rows"], scale.get("modes", ["stateful"])
+    lines = []
+    for name in dict.fromkeys(r["workload"] for r in rows):
+        mine = [r for r in rows if r["workload"] == name]
+        workers = max(r.get("workers", 0) for r in mine)
+        head = f"{'requests':>10}" + "".join(f"{m:>22}" for m in modes) + f"{'same plan':>11}{'load':>6}"
+        lines += [f"{name} (seconds / peak RSS GiB over all processes; up to {workers} workers)", head]
+        for n in dict.fromkeys(r["requests"] for r in mine):
+            at = {r["mode"]: r for r in mine if r["requests"] == n}
+            cells = "".join(
+                f"{at[m]['seconds']:>13.2f}s /{at[m]['peak_rss_bytes'] / 2**30:>5.2f}"
+                if m in at
+                else f"{'':>22}"
+                for m in modes
+            )
+            same = len({r["digest"] for r in at.values()}) == 1
+            load = max(r.get("load", 0.0) for r in at.values())
+            lines.append(f"{n:>10,}{cells}{'yes' if same else 'NO':>11}{load:>6.1f}")
+        n_max = max(r["requests"] for r in mine)
+        for r in (r for r in mine if r["requests"] == n_max):
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in r.get("phases", {}).items())
+            lines.append(
+                f"  {r['mode']} at {n_max:,}, CPU s: {phases}; this process {r['cpu_parent_seconds']:.1f}, "
+                f"workers {r['cpu_workers_seconds']:.1f}"
+            )
+        k = scale.get("exponents", {}).get(name)
+        if k is not None:
+            lines.append(f"  fitted growth exponent of {modes[-1]} time (N >= 10k): k = {k:.2f}")
+    return "\n".join(lines)
+
+
+def text_ids_table(rows: Sequence[dict]) -> str:
+    lines = [
+        f"{'workload':<15}{'requests':>9}{'mode':>11}{'text':>9}{'ids':>9}{'text/ids':>10}{'same plan':>11}"
+    ]
+    for r in rows:
         lines.append(
-            f"{r['requests']:>10,}{r['workers']:>9}{r['plan_seconds']:>10.2f}s"
-            f"{r['peak_rss_bytes'] / 2**30:>9.2f}GiB{r['shared_fraction']:>9.3f}"
+            f"{r['workload']:<15}{r['requests']:>9}{r['mode']:>11}{r['text_seconds']:>8.3f}s"
+            f"{r['ids_seconds']:>8.3f}s{r['ratio']:>10.2f}{'yes' if r['same_plan'] else 'NO':>11}"
         )
-    lines.append(f"fitted growth exponent (time ~ N^k, N >= 10k): k = {scale['exponent']:.2f}")
     return "\n".join(lines)
 
 
@@ -119,30 +164,25 @@ def plot_hits(path: Path, workloads: Sequence[dict], cache: str = "radix") -> Pa
 
 
 def plot_scale(path: Path, scale: dict, reference: Sequence[tuple[int, float]] = ()) -> Path | None:
-    """Planning time (and peak RSS) against request count, log-log."""
+    """Time of each mode against request count, log-log, per workload."""
     plt = _pyplot()
     if plt is None:
         return None
     rows = scale["rows"]
-    ns = [r["requests"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.loglog(
-        ns, [r["plan_seconds"] for r in rows], "o-", label=f"contextpilot (k = {scale['exponent']:.2f})"
-    )
+    for name in dict.fromkeys(r["workload"] for r in rows):
+        for mode in scale.get("modes", ["stateful"]):
+            pts = [(r["requests"], r["seconds"]) for r in rows if r["workload"] == name and r["mode"] == mode]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.loglog(xs, ys, "o-" if name == "synthetic" else "s--", label=f"{name}, {mode}")
     if reference:
-        ax.loglog([n for n, _ in reference], [t for _, t in reference], "s--", label="reference 0.5.0")
-    if ns:
-        lo, hi = min(ns), max(ns)
-        t_hi = rows[-1]["plan_seconds"]
-        ax.loglog([lo, hi], [t_hi * lo / hi, t_hi], ":", color="gray", label="linear")
+        ax.loglog([n for n, _ in reference], [t for _, t in reference], "x:", label="reference 0.5.0")
     ax.set_xlabel("requests in the batch (20 blocks each)")
-    ax.set_ylabel("planning time (s)")
-    ax2 = ax.twinx()
-    ax2.semilogx(ns, [r["peak_rss_bytes"] / 2**30 for r in rows], "^-", color="tab:red", alpha=0.6)
-    ax2.set_ylabel("peak RSS (GiB)", color="tab:red")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.set_ylabel("seconds")
+    ax.legend(loc="upper left", fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    ax.set_title("Planning time and memory against batch size")
+    ax.set_title("ContextPilot().reorder on huge batches")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -123,14 +123,18 @@ def _check_block(block: Any, where: str, path: tuple[int, ...] = ()) -> Block:
     raise ContextError(f"{where}: block must be int or str, got {kind} {block!r}", path)
 
 
-def validate_contexts(contexts: Any, *, allow_empty_context: bool = False) -> list[list[Block]]:
+def validate_contexts(
+    contexts: Any, *, allow_empty_context: bool = False, copy: bool = True
+) -> list[list[Block]]:
     """Check a batch of contexts and return it as a list of lists.
 
     Raises ``ValueError`` naming the first offending position
     (``contexts[i][j]``) for: a non-list batch or context, ``None``,
     floats, bools or other types, a batch mixing ints and strings, and
     (unless allowed) an empty context. An empty batch is valid. O(total
-    blocks).
+    blocks). ``copy=False``: contexts that are lists already are returned
+    as they are (for callers that only read them: a million-request batch
+    is not held twice).
     """
     if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
         raise ValueError("contexts must be a list of lists of blocks (int or str)")
@@ -139,7 +143,7 @@ def validate_contexts(contexts: Any, *, allow_empty_context: bool = False) -> li
     for i, ctx in enumerate(contexts):
         if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
             raise ContextError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}", (i,))
-        row = list(ctx)
+        row = ctx if not copy and type(ctx) is list else list(ctx)
         if not row and not allow_empty_context:
             raise ContextError(f"contexts[{i}] is empty; every context needs at least one block", (i,))
         kinds.update(map(type, row))

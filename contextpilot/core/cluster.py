@@ -38,6 +38,7 @@ Python work for N requests.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -156,8 +157,12 @@ def _min_hash_key(rows: np.ndarray, cols: np.ndarray, n: int, n_blocks: int, see
     return rank
 
 
-def _popular_key(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -> np.ndarray:
-    """Rank of each request in a sort by its three most frequent blocks."""
+def popular_rank(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -> np.ndarray:
+    """Rank of each request in a sort by its three most frequent blocks:
+    the similarity sort that cuts huge batches into chunks (planner) and
+    into replica shards (``contextpilot.distributed``). ``rows``/``cols``:
+    one entry per (request, block); ``freq``: each block's count. O(P) for
+    P entries when rows are grouped and of similar length, else a sort."""
     nb = len(freq)
     brank = np.empty(nb, dtype=np.int64)
     brank[np.lexsort((np.arange(nb), -freq))] = np.arange(nb)  # 0 = most frequent
@@ -182,14 +187,9 @@ def _popular_key(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -
     return rank
 
 
-#: Public name of the similarity sort that cuts huge batches into chunks
-#: (planner) and into replica shards (``contextpilot.distributed``).
-popular_rank = _popular_key
-
-
 def _three_smallest(rows: np.ndarray, vals: np.ndarray, n: int, nb: int) -> np.ndarray | None:
     """Each row's three smallest ``vals`` ascending, ``nb`` where it has
-    fewer, as an ``(n, 3)`` array: what :func:`_popular_key` reads off a
+    fewer, as an ``(n, 3)`` array: what :func:`popular_rank` reads off a
     full sort, with a per-row partition instead (O(P) for P entries). Only
     for entries grouped by row (as ``_csr`` makes them) and rows of similar
     length; else ``None``."""
@@ -266,7 +266,7 @@ def candidate_edges(
         long_ = ~short & _rarest(rows, cols, freq, RAREST)
         lr, lc = rows[long_], cols[long_]
         pa, pb, pw = [], [], []
-        for key in (_min_hash_key(rows, cols, n, n_blocks, 0), _popular_key(rows, cols, n, freq)):
+        for key in (_min_hash_key(rows, cols, n, n_blocks, 0), popular_rank(rows, cols, n, freq)):
             a_, b_, c_ = _posting_pairs(lr, lc, key, 0)
             pa += [a_, b_]
             pb += [b_, a_]
@@ -299,10 +299,15 @@ def build_forest(
     k: int = 6,
     max_degree: int = 12,
     backend: str = "scipy",
+    timings: dict[str, float] | None = None,
 ) -> Forest:
     """Greedy loss-aware max-intersection agglomeration (see module docstring).
 
-    ``weights[b]``: token length of planning id ``b`` (an int)."""
+    ``weights[b]``: token length of planning id ``b`` (an int).
+    ``timings``: if given, CPU seconds of this thread are added to its
+    ``"candidates"`` (candidate search) and ``"merging"`` (the rest)."""
+    t0 = time.thread_time()
+    cand = [0.0]
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = len(sets)
@@ -335,15 +340,20 @@ def build_forest(
     for _ in range(MAX_PASSES):
         if len(reps) < 2:
             break
-        if not _merge_pass(reps, inter, gain, loss, ga, alive, merge, k, max_degree, backend):
+        if not _merge_pass(reps, inter, gain, loss, ga, alive, merge, k, max_degree, backend, cand):
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
     if _rebracket(n, left, right, inter, w) and any(
         a >= v or b >= v for v, a, b in zip(range(n, len(inter)), left, right)
     ):
-        return _renumbered(n, left, right, inter, roots)
-    return Forest(n, left, right, inter, roots)
+        out = _renumbered(n, left, right, inter, roots)
+    else:
+        out = Forest(n, left, right, inter, roots)
+    if timings is not None:
+        timings["candidates"] = timings.get("candidates", 0.0) + cand[0]
+        timings["merging"] = timings.get("merging", 0.0) + time.thread_time() - t0 - cand[0]
+    return out
 
 
 def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: list[int]) -> int:
@@ -482,7 +492,9 @@ _MASK = (1 << _SHIFT) - 1
 _TOP = 1 << 62
 
 
-def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: int, backend: str) -> int:
+def _merge_pass(
+    reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: int, backend: str, cand_cpu: list[float]
+) -> int:
     """Greedy merging over one candidate graph; returns merges made.
 
     ``adj[x][y]`` is the exact priority of merging live clusters x and y
@@ -499,7 +511,9 @@ def _merge_pass(reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: i
     get_l = loss.__getitem__
     lv = {r: sum(map(get_l, inter[r])) for r in reps}  # L(c) of live clusters
     pen = np.fromiter((lv[r] for r in reps), dtype=np.float64, count=len(reps))
+    t0 = time.thread_time()
     ea, eb, ev, exact = candidate_edges(rep_sets, ga, k, with_exactness=True, backend=backend, penalty=pen)
+    cand_cpu[0] += time.thread_time() - t0
     if not len(ea):
         return 0
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}

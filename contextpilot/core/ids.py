@@ -10,10 +10,11 @@ whatever follows it after a ``-`` or ``_``.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
-__all__ = ["is_health_check", "new_request_id", "normalize_request_id"]
+__all__ = ["is_health_check", "new_request_id", "new_request_ids", "normalize_request_id"]
 
 _PREFIX = re.compile(r"^(?:cmpl-|chatcmpl-|batch-)+")
 _VLLM_SUFFIX = re.compile(r"^(req-[0-9a-zA-Z_]+?)-\d+-[0-9a-f]{8,}$")
@@ -22,6 +23,13 @@ _OURS = re.compile(r"^(req-[0-9a-f]{16})(?:[-_][0-9A-Za-z_-]*)?$")
 
 def new_request_id() -> str:
     return f"req-{uuid.uuid4().hex[:16]}"
+
+
+def new_request_ids(n: int) -> list[str]:
+    """``n`` fresh ids like :func:`new_request_id` (64 random bits each),
+    minted together: a million in a fraction of a second."""
+    h = os.urandom(8 * n).hex()
+    return ["req-" + h[i : i + 16] for i in range(0, 16 * n, 16)]
 
 
 def normalize_request_id(rid: str) -> str:

@@ -29,6 +29,7 @@ O(len(path)); each eviction is O(log n) amortised.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import threading
@@ -37,22 +38,43 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from contextpilot.core.batch_trie import BatchTrie, batch_trie
+
 __all__ = ["EvictionReport", "IndexStats", "PrefixIndex"]
 
 
 class _Node:
     __slots__ = ("key", "tokens", "parent", "children", "refs", "ends", "tick", "stamp", "alive")
 
-    def __init__(self, key: int, tokens: int, parent: _Node | None) -> None:
+    def __init__(
+        self, key: int, tokens: int, parent: _Node | None, refs: int = 0, tick: int = 0, stamp: float = 0.0
+    ) -> None:
         self.key = key
         self.tokens = tokens
         self.parent = parent
         self.children: dict[int, _Node] = {}
-        self.refs = 0
+        self.refs = refs
         self.ends: set[str] | None = None
-        self.tick = 0
-        self.stamp = 0.0
+        self.tick = tick
+        self.stamp = stamp
         self.alive = True
+
+
+def _mask(n: int, where: Iterable[int]) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[list(where)] = True
+    return out
+
+
+def _row_sums(x: np.ndarray, lens: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """Sum of ``x`` over each row (``x`` flat, cut by ``lens``), as int64."""
+    out = np.zeros(len(lens), dtype=np.int64)
+    full = lens > 0
+    if len(x):
+        out[full] = np.add.reduceat(x, offs[:-1][full], dtype=np.int64)
+    return out
 
 
 def _tokens(node: _Node) -> int:
@@ -266,6 +288,214 @@ class PrefixIndex:
                 self._push(node)
             self._enforce_bounds(now)
             return hit
+
+    def insert_batch(
+        self, keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
+    ) -> np.ndarray:
+        """Record a batch of requests sent in this order: request j sent the
+        keys ``keys[offs[j]:offs[j + 1]]`` (uint64, flat, cut by ``lens``)
+        with token lengths ``tokens`` (same layout), under the fresh id
+        ``rids[j]``. Returns each request's hit (tokens of its prefix the
+        index held before it: before the batch, or from an earlier request
+        of the batch).
+
+        Same result as :meth:`insert` on each request in turn with the caps
+        (tokens, nodes, requests) applied once after the batch rather than
+        after every request: what does not fit is evicted in LRU order
+        (least recently used leaves first: older content, then the batch's
+        earliest requests, deepest blocks first). The two differ only when
+        one request's blocks would have been evicted mid-batch and sent
+        again by a later one. The batch's trie is built with array
+        operations (:mod:`contextpilot.core.batch_trie`), and only nodes
+        that survive the caps become tree nodes: O(P log P) numpy work for
+        P blocks plus Python work per kept node and per request.
+        """
+        if len(rids) != len(lens) or int(lens.sum()) != len(keys) or len(tokens) != len(keys):
+            raise ValueError("keys, tokens, lens and rids do not line up")
+        ukeys, kid = np.unique(np.asarray(keys, dtype=np.uint64), return_inverse=True)
+        return self.insert_batch_ids(kid.reshape(-1), ukeys, tokens, lens, rids)
+
+    def insert_batch_ids(
+        self, kid: np.ndarray, ukeys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
+    ) -> np.ndarray:
+        """:meth:`insert_batch` with the keys given as ``ukeys[kid]``
+        (``ukeys``: distinct uint64 keys; ``kid``: dense ids into it), which
+        spares a sort of every block when the caller has them."""
+        n = len(lens)
+        if len(rids) != n or int(lens.sum()) != len(kid) or len(tokens) != len(kid):
+            raise ValueError("keys, tokens, lens and rids do not line up")
+        gc_was_on = gc.isenabled()
+        gc.disable()  # up to max_nodes new objects, no cycles among them to find
+        try:
+            return self._insert_batch(kid, ukeys, tokens, lens, rids)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _insert_batch(
+        self, kid: np.ndarray, ukeys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
+    ) -> np.ndarray:
+        n = len(lens)
+        with self._lock:
+            for rid in rids:
+                if rid in self._requests:
+                    raise ValueError(f"request id {rid!r} is already live")
+            now = self._clock()
+            base = self._tick
+            self._tick += n
+            self._inserted += n
+            if not len(kid):
+                return np.zeros(n, dtype=np.int64)
+            tokens = np.asarray(tokens, dtype=np.int64)
+            trie = batch_trie(kid, tokens, lens)
+            matched = self._match_trie(trie, ukeys.tolist())
+            node = trie.node
+            offs = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(lens, out=offs[1:])
+            # a block hits if the tree held it or an earlier row made it
+            cached = trie.first[node] < np.repeat(np.arange(n, dtype=node.dtype), lens)
+            cached |= _mask(len(trie), matched)[node]
+            hits = _row_sums(np.where(cached, tokens, 0), lens, offs)
+            del cached
+            self._sent_tokens += int(tokens.sum())
+            self._hit_tokens += int(hits.sum())
+            keep, cut = self._survivors(trie)
+            # each row ends at its deepest kept node (kept nodes are closed
+            # under ancestors); rows with nothing kept are evicted already
+            kept_per_row = _row_sums(keep[node], lens, offs)
+            live_rows = np.flatnonzero(kept_per_row > 0)
+            gone = int(np.count_nonzero(lens[kept_per_row == 0]))
+            over = len(live_rows) - self.max_requests
+            if over > 0:  # the request cap drops the batch's earliest ones
+                live_rows = live_rows[over:]
+                gone += over
+            self._evicted["capacity"] += gone
+            ends = node[offs[live_rows] + kept_per_row[live_rows] - 1]
+            refs = np.bincount(ends, minlength=len(trie)).astype(np.int64)
+            ds = trie.depth_start
+            for d in range(len(ds) - 2, 0, -1):  # subtree sums, deepest first
+                lo, hi = ds[d], ds[d + 1]
+                refs[ds[d - 1] : lo] += np.bincount(
+                    trie.parent[lo:hi] - ds[d - 1], weights=refs[lo:hi], minlength=lo - ds[d - 1]
+                ).astype(np.int64)
+            objs = self._graft(trie, ukeys, keep, refs, matched, base, now)
+            reqs, get = self._requests, objs.__getitem__
+            for rid, e in zip([rids[j] for j in live_rows.tolist()], map(get, ends.tolist())):
+                assert e is not None
+                if e.ends is None:
+                    e.ends = set()
+                e.ends.add(rid)
+                reqs[rid] = e
+            if cut:  # the batch alone overflows: everything older goes
+                self._evict_older(base + 1)
+            self._enforce_bounds(now)
+            return hits
+
+    def _match_trie(self, trie: BatchTrie, ukeys: list[int]) -> dict[int, _Node]:
+        """Batch-trie nodes already in the tree, and their tree nodes
+        (Python work only for nodes whose parent is in the tree)."""
+        out: dict[int, _Node] = {}
+        if not self.root.children or not len(trie):
+            return out
+        found = np.zeros(len(trie), dtype=bool)
+        ds = trie.depth_start.tolist()
+        for d in range(len(ds) - 1):
+            lo, hi = ds[d], ds[d + 1]
+            if d == 0:
+                cand = range(lo, hi)
+            else:
+                cand = (np.flatnonzero(found[trie.parent[lo:hi]]) + lo).tolist()
+                if not cand:
+                    break
+            idx = np.asarray(cand, dtype=np.int64)
+            for v, p, k in zip(cand, trie.parent[idx].tolist(), trie.key[idx].tolist()):
+                c = (out[p] if d else self.root).children.get(ukeys[k])
+                if c is not None:
+                    out[v] = c
+                    found[v] = True
+        return out
+
+    def _survivors(self, trie: BatchTrie) -> tuple[np.ndarray, int]:
+        """Which batch-trie nodes the caps keep, and how many they cut. LRU
+        order over the batch: by last use, deepest first within a request."""
+        keep = np.ones(len(trie), dtype=bool)
+        order = np.lexsort((-trie.depth, trie.last))
+        cum_tokens = np.concatenate(([0], np.cumsum(trie.tokens[order])))
+        total_tokens = int(cum_tokens[-1])
+        cut = max(0, len(trie) - self.max_nodes)
+        if self.capacity_tokens is not None and total_tokens > self.capacity_tokens:
+            need = total_tokens - self.capacity_tokens  # tokens to drop
+            cut = max(cut, int(np.searchsorted(cum_tokens, need, side="left")))
+        keep[order[:cut]] = False
+        return keep, cut
+
+    def _graft(
+        self,
+        trie: BatchTrie,
+        ukeys: np.ndarray,
+        keep: np.ndarray,
+        refs: np.ndarray,
+        matched: dict[int, _Node],
+        base: int,
+        now: float,
+    ) -> list[_Node | None]:
+        """Kept batch-trie nodes into the tree (parents first); returns the
+        tree node of each batch-trie node (``None``: not kept). The leaves
+        among them join the LRU heap."""
+        objs: list[_Node | None] = [None] * len(trie)
+        root = self.root
+        is_matched = _mask(len(trie), matched)
+        idx = np.flatnonzero(keep & ((refs > 0) | is_matched))
+        new = idx[~is_matched[idx]]
+        # matched nodes: refreshed in place (refs added, last use moved up)
+        for v, r, tick in zip(
+            (m := idx[is_matched[idx]]).tolist(), refs[m].tolist(), (trie.last[m] + base + 1).tolist()
+        ):
+            node = matched[v]
+            node.refs += r
+            node.tick, node.stamp = tick, now
+            objs[v] = node
+        # new nodes, parents first (nodes are numbered depth by depth)
+        for v, p, k, t, tick, r in zip(
+            new.tolist(),
+            trie.parent[new].tolist(),
+            ukeys[trie.key[new]].tolist(),
+            trie.tokens[new].tolist(),
+            (trie.last[new] + base + 1).tolist(),
+            refs[new].tolist(),
+        ):
+            up = root if p < 0 else objs[p]
+            node = objs[v] = up.children[k] = _Node(k, t, up, r, tick, now)  # type: ignore[union-attr]
+        self.tokens += int(trie.tokens[new].sum())
+        self.nodes += len(new)
+        # leaves: kept nodes with no kept child (matched ones may have old children)
+        has_child = np.zeros(len(trie), dtype=bool)
+        kept_parents = trie.parent[idx]
+        has_child[kept_parents[kept_parents >= 0]] = True
+        seq = self._seq
+        fresh = []
+        for v in idx[~has_child[idx]].tolist():
+            node = objs[v]
+            if node is not None and not node.children:
+                seq += 1
+                fresh.append((node.tick, seq, node))
+        self._seq = seq
+        self._heap.extend(fresh)
+        heapq.heapify(self._heap)
+        return objs
+
+    def _evict_older(self, tick: int) -> None:
+        """Cache-driven eviction of every leaf last used before ``tick``."""
+        heap = self._heap
+        while heap:
+            t, _, v = heap[0]
+            if not v.alive or v.children or v.tick != t:
+                heapq.heappop(heap)
+                continue
+            if t >= tick:
+                break
+            heapq.heappop(heap)
+            self._evict_leaf(v, "capacity")
 
     def touch(self, rid: str) -> bool:
         """Mark a request's cached path as just used (a cache hit seen

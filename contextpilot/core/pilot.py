@@ -21,6 +21,7 @@ store's lock, when both are held, is taken first).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from contextpilot.core.batch import split
 from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import (
@@ -36,12 +40,13 @@ from contextpilot.core.dedup import (
     check_hint_template,
     deduplicate_turn,
 )
-from contextpilot.core.ids import is_health_check, new_request_id, normalize_request_id
+from contextpilot.core.ids import is_health_check, new_request_id, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
 from contextpilot.core.overlap import resolve_backend
-from contextpilot.core.planner import plan
+from contextpilot.core.planner import DEFAULT_CHUNK, FlatSchedule, PlanOptions, plan
 from contextpilot.core.prompt import build_messages
 from contextpilot.core.recent import RecentRequests
+from contextpilot.core.workers import available_cpus
 
 __all__ = ["ChatSession", "ChatStore", "ContextPilot", "ReorderResult"]
 
@@ -64,6 +69,9 @@ class ReorderResult:
     cached_tokens: list[int] = field(default_factory=list)
     total_tokens: int = 0
     planning_seconds: float = 0.0
+    #: where the time went: the planner's phases (CPU seconds, see
+    #: ``Plan.timings``), ``recording`` (CPU) and ``wall``
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class ContextPilot:
@@ -79,7 +87,13 @@ class ContextPilot:
     ``{preview}``, ``{index}``); the ``max_*`` bounds cap all state
     (``max_chat_sessions`` / ``chat_ttl``: the sessions of :meth:`chat`);
     ``use_gpu`` — compute request overlaps with torch (CUDA if present;
-    needs the ``torch`` extra, never required).
+    needs the ``torch`` extra, never required);
+    ``workers`` — processes planning a huge batch's chunks in parallel
+    (``None``: one per available CPU; 1: plan in this process). Batches of
+    more than ``chunk_size`` requests are cut into chunks along a
+    similarity sort; the plan depends on ``chunk_size`` but never on
+    ``workers``. Workers are plain child processes started per big call;
+    they never import ``__main__``, so scripts need no guard.
     """
 
     def __init__(
@@ -98,6 +112,8 @@ class ContextPilot:
         max_chat_sessions: int = 10_000,
         chat_ttl: float | None = 3600.0,
         use_gpu: bool = False,
+        workers: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
         **legacy: Any,
     ) -> None:
         unknown = set(legacy) - _LEGACY_OPTIONS
@@ -106,7 +122,10 @@ class ContextPilot:
         if legacy:
             log.debug("ignoring reference-only options %s", sorted(legacy))
         self.stateless = stateless
-        self._backend = resolve_backend(use_gpu)
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
+        self.workers = workers
+        self._options = PlanOptions(backend=resolve_backend(use_gpu), chunk_size=chunk_size)
         self._counter = make_token_counter(token_counter)
         self.hint_template = check_hint_template(hint_template) if hint_template else None
         self._lock = threading.RLock()
@@ -116,6 +135,7 @@ class ContextPilot:
         self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
         self._calls = 0
         self._planned = 0
+        self._last_workers = 0
 
     # -- planning ------------------------------------------------------------
 
@@ -146,7 +166,7 @@ class ContextPilot:
         self, contexts: Sequence[Sequence[Block]], *, stateless: bool | None = None
     ) -> ReorderResult:
         """Like :meth:`reorder`, with request ids, groups and cache figures."""
-        ctxs = validate_contexts(contexts)
+        ctxs = validate_contexts(contexts, copy=False)  # planning only reads them
         use_state = not (self.stateless if stateless is None else stateless)
         with self._lock:
             return self._reorder(ctxs, use_state)
@@ -158,22 +178,28 @@ class ContextPilot:
             mode = "incremental" if len(self._index) else "initial"
         else:
             mode = "stateless"
+        bulk = use_state and record
+        workers = self.workers if self.workers is not None else available_cpus()
         p = plan(
             ctxs,
             table=BlockTable(self._counter),
             index=self._index if use_state else None,
             recent=self._recent if use_state else None,
-            backend=self._backend,
+            options=dataclasses.replace(
+                self._options, workers=workers, with_keys=use_state and not bulk, flat=bulk
+            ),
         )
+        timings = dict(p.timings)
         rids: list[str] = []
         cached: list[int] = []
-        if use_state and record:
-            for keys, toks in zip(p.keys, p.tokens):
-                rid, hit = self._record(keys, toks)
-                rids.append(rid)
-                cached.append(hit)
+        if bulk and p.flat is not None:
+            c0 = time.thread_time()
+            rids, cached = self._record_batch(p.flat)
+            timings["recording"] = time.thread_time() - c0
         self._calls += 1
         self._planned += len(ctxs)
+        self._last_workers = int(timings.get("workers", 0))
+        timings["wall"] = time.perf_counter() - t0
         return ReorderResult(
             reordered=p.contexts,
             order=p.order,
@@ -182,8 +208,26 @@ class ContextPilot:
             mode=mode,
             cached_tokens=cached,
             total_tokens=p.total_tokens,
-            planning_seconds=time.perf_counter() - t0,
+            planning_seconds=timings["wall"],
+            timings=timings,
         )
+
+    def _record_batch(self, flat: FlatSchedule) -> tuple[list[str], list[int]]:
+        """The index learns a whole planned batch at once (see
+        ``PrefixIndex.insert_batch``); returns the ids and hits."""
+        rids = new_request_ids(len(flat.lens))
+        ukeys, of_pid = np.unique(flat.keys, return_inverse=True)  # per pid: small
+        kid = of_pid.reshape(-1)[flat.pids]
+        hits = self._index.insert_batch_ids(kid, ukeys, flat.tokens[flat.pids], flat.lens, rids)
+        # only the last ``capacity`` requests stay in the recent ring
+        n = len(flat.lens)
+        tail = min(n, self._recent.capacity)
+        if tail:
+            offs = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(flat.lens, out=offs[1:])
+            for row in split(ukeys[kid[offs[n - tail] :]].tolist(), flat.lens[n - tail :]):
+                self._recent.add(row)
+        return rids, hits.tolist()
 
     def _record(self, keys: list[int], tokens: list[int], rid: str | None = None) -> tuple[str, int]:
         """The index learns what one request sent; returns its id and hit."""
@@ -397,6 +441,7 @@ class ContextPilot:
                 "mode": "stateless" if self.stateless else "live",
                 "calls": self._calls,
                 "requests_planned": self._planned,
+                "last_plan_workers": self._last_workers,
                 "live_requests": s.requests,
                 "index_nodes": s.nodes,
                 "index_tokens": s.tokens,

@@ -88,6 +88,10 @@ class ServerConfig:
     state_file: str | None = None
     #: seconds between periodic snapshots (0: only at shutdown)
     state_interval: float = 300.0
+    #: processes planning a huge /reorder batch's chunks (None: one per CPU; 1: none)
+    planning_workers: int | None = None
+    #: requests per independently planned chunk of a huge batch
+    planning_chunk: int = 100_000
 
     @property
     def engine_urls(self) -> list[str]:
@@ -121,6 +125,10 @@ class ServerConfig:
         for name in ("max_body_bytes", "max_contexts", "max_blocks_per_context", "max_block_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.planning_workers is not None and self.planning_workers < 1:
+            raise ValueError("planning_workers must be >= 1 (or none: one per CPU)")
+        if self.planning_chunk < 1:
+            raise ValueError("planning_chunk must be >= 1")
         if self.state_interval < 0:
             raise ValueError("state_interval must be >= 0 (0: save only at shutdown)")
         if self.state_file is not None and not self.state_file.strip():
@@ -164,6 +172,8 @@ ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_block_chars": ("CONTEXTPILOT_MAX_BLOCK_CHARS", int),
     "state_file": ("CONTEXTPILOT_STATE_FILE", str),
     "state_interval": ("CONTEXTPILOT_STATE_INTERVAL", float),
+    "planning_workers": ("CONTEXTPILOT_PLANNING_WORKERS", _opt_int),
+    "planning_chunk": ("CONTEXTPILOT_PLANNING_CHUNK", int),
 }
 
 _HELP = {
@@ -200,6 +210,9 @@ _HELP = {
     "max_block_chars": "characters in one text block or warm prefix (default 1000000)",
     "state_file": "snapshot file of the live index and sessions: restored at start, saved at shutdown",
     "state_interval": "seconds between periodic snapshots to --state-file (0: at shutdown only; default 300)",
+    "planning_workers": "processes planning a huge /reorder batch in parallel "
+    "(default: one per CPU; 1: none)",
+    "planning_chunk": "requests per independently planned chunk of a huge batch (default 100000)",
 }
 
 

@@ -166,6 +166,8 @@ def build_replicas(config: ServerConfig, specs: Sequence[EngineSpec] | None = No
             ttl=config.ttl,
             max_conversations=config.max_sessions,
             conversation_ttl=config.session_ttl,
+            workers=config.planning_workers,
+            chunk_size=config.planning_chunk,
         )
         proxy = EngineProxy(spec.url, config.engine_connect_timeout, config.engine_timeout, spec.api_key)
         items.append(Replica(i, spec, pilot, proxy))
