@@ -350,6 +350,12 @@ class BlockTable:
             k = self._keys[i] = stable_key(self._blocks[i])
         return k
 
+    def measure(self, blocks: Iterable[Block]) -> tuple[list[int], list[int]]:
+        """Stable keys and token lengths of ``blocks``, in order (interned
+        on the way): what the live index records for one request. O(len)."""
+        ids = [self.intern(b) for b in blocks]
+        return [self.key(i) for i in ids], [self._tokens[i] for i in ids]
+
     def clear(self) -> None:
         self._ids.clear()
         self._blocks.clear()

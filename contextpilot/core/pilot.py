@@ -40,7 +40,7 @@ from contextpilot.core.ids import is_health_check, new_request_id, normalize_req
 from contextpilot.core.index import EvictionReport, PrefixIndex
 from contextpilot.core.overlap import resolve_backend
 from contextpilot.core.planner import plan
-from contextpilot.core.prompt import build_messages
+from contextpilot.core.prompt import build_messages, check_docs
 from contextpilot.core.recent import RecentRequests
 
 __all__ = ["ChatSession", "ChatStore", "ContextPilot", "ReorderResult"]
@@ -205,9 +205,7 @@ class ContextPilot:
             if rid in self._index:
                 self._index.touch(rid)
                 return rid, 0
-            table = BlockTable(self._counter)
-            ids = [table.intern(b) for b in row]
-            return self._record([table.key(i) for i in ids], [table.tokens(i) for i in ids], rid)
+            return self._record(*BlockTable(self._counter).measure(row), rid)
 
     # -- prompts ---------------------------------------------------------------
 
@@ -231,18 +229,18 @@ class ContextPilot:
         for you (append-only history, hints only for text in that history,
         bounded restarts), use :meth:`chat` instead.
         """
-        docs = _check_docs(docs, "docs")
+        docs = check_docs(docs, "docs")
         ordered = docs
         hints: dict[int, str] = {}
         with self._lock:
             if docs:
-                ordered = self._plan_one(docs)
+                ordered = self.plan_one(docs)
             if conversation_id is not None:
                 res = deduplicate_turn(self._conversations, [ordered], conversation_id, self.hint_template)[0]
                 hints = dict(zip(res.hinted_positions, res.reference_hints))
             if docs:
                 # the index learns what is really sent: hints replace repeats
-                self._record_path(*self._measure([hints.get(i, d) for i, d in enumerate(ordered)]))
+                self.record_sent(*self.measure([hints.get(i, d) for i, d in enumerate(ordered)]))
         return build_messages(
             ordered, query, original=docs, system_instruction=system_instruction, hints=hints
         )
@@ -260,7 +258,7 @@ class ContextPilot:
                 f"all_docs and all_queries must be lists of equal length "
                 f"(got {len(all_docs)} and {1 if isinstance(all_queries, str) else len(all_queries)})"
             )
-        docs = [_check_docs(d, f"all_docs[{i}]") for i, d in enumerate(all_docs)]
+        docs = [check_docs(d, f"all_docs[{i}]") for i, d in enumerate(all_docs)]
         r = self.reorder_detailed(docs)
         messages = [
             build_messages(
@@ -301,7 +299,7 @@ class ContextPilot:
         """Forget one conversation's dedup state, and the :meth:`chat`
         session of that id (history included); False if neither existed."""
         chat = self._chats.end(conversation_id)
-        return self._end_conversation(conversation_id) or chat
+        return self.end_conversation(conversation_id) or chat
 
     # -- chat sessions ------------------------------------------------------------------
 
@@ -329,28 +327,29 @@ class ContextPilot:
     def chats(self) -> ChatStore:
         return self._chats
 
-    # -- internals shared with chat sessions ------------------------------------------
+    # -- the interface chat sessions use (:class:`contextpilot.core.chat.ChatBackend`) --------
 
-    def _plan_one(self, docs: list[str]) -> list[Block]:
-        """One request's blocks in cache order (live index unless stateless), not recorded."""
+    def plan_one(self, docs: Sequence[Block]) -> list[Block]:
+        """One request's blocks in cache order (live index unless stateless),
+        not recorded: pair with :meth:`record_sent` once the prompt is final."""
         with self._lock:
-            return self._reorder([docs], not self.stateless, record=False).reordered[0]
+            return self._reorder([list(docs)], not self.stateless, record=False).reordered[0]
 
-    def _measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]:
-        """Stable keys and token lengths of ``blocks``."""
-        with self._lock:
-            table = BlockTable(self._counter)
-            ids = [table.intern(b) for b in blocks]
-            return [table.key(i) for i in ids], [table.tokens(i) for i in ids]
+    def measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]:
+        """Stable keys and token lengths of ``blocks`` (this pilot's token counter)."""
+        return BlockTable(self._counter).measure(blocks)
 
-    def _record_path(self, keys: list[int], tokens: list[int]) -> str | None:
-        """The index learns one sent request (a fresh id); None when stateless."""
+    def record_sent(self, keys: list[int], tokens: list[int]) -> str | None:
+        """The index learns one sent request (keys and tokens from
+        :meth:`measure`) under a fresh id, returned; None when stateless."""
         if self.stateless or not keys:
             return None
         with self._lock:
             return self._record(keys, tokens)[0]
 
-    def _end_conversation(self, conversation_id: str) -> bool:
+    def end_conversation(self, conversation_id: str) -> bool:
+        """Forget one conversation's dedup state only (not a chat session of
+        that id: see :meth:`end_session`); False if unknown."""
         with self._lock:
             return self._conversations.clear(conversation_id)
 
@@ -411,12 +410,3 @@ class ContextPilot:
             }
 
     get_stats = stats
-
-
-def _check_docs(docs: Any, name: str) -> list[str]:
-    if isinstance(docs, (str, bytes)) or not isinstance(docs, Sequence):
-        raise ValueError(f"{name} must be a list of document strings")
-    for j, d in enumerate(docs):
-        if not isinstance(d, str):
-            raise ValueError(f"{name}[{j}] must be a string, got {type(d).__name__}")
-    return list(docs)
