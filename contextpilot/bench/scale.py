@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-__all__ = ["fit_exponent", "measure", "plan_digest", "series"]
+__all__ = ["fit_exponent", "measure", "plan_digest", "rss_tree", "series"]
 
 FULL_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
 QUICK_SIZES = (1_000, 3_000, 10_000)
 
 
-def _rss_tree(pid: int) -> int:
+def rss_tree(pid: int) -> int:
     """RSS in bytes of a process and its descendants (Linux /proc)."""
     total, stack, seen = 0, [pid], set()
     while stack:
@@ -63,7 +63,7 @@ def _child(n: int, workers: int) -> dict:
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], _rss_tree(os.getpid()))
+            peak[0] = max(peak[0], rss_tree(os.getpid()))
             time.sleep(0.1)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -85,7 +85,7 @@ def _child(n: int, workers: int) -> dict:
     seconds = time.perf_counter() - t0
     r1s, r1c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     stop.set()
-    peak[0] = max(peak[0], _rss_tree(os.getpid()))
+    peak[0] = max(peak[0], rss_tree(os.getpid()))
     total = p.total_tokens
     out = {
         "requests": n,

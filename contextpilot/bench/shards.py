@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from contextpilot.bench.scale import _rss_tree
+from contextpilot.bench.scale import rss_tree
 from contextpilot.bench.workloads import Workload, synthetic_rag
 from contextpilot.core.blocks import default_token_counter
 from contextpilot.core.planner import plan
@@ -89,7 +89,7 @@ class _PeakRss:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_tree(os.getpid()))
+            self.peak = max(self.peak, rss_tree(os.getpid()))
             time.sleep(0.5)
 
     def __enter__(self) -> _PeakRss:
@@ -99,7 +99,7 @@ class _PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_tree(os.getpid()))
+        self.peak = max(self.peak, rss_tree(os.getpid()))
 
 
 def _start_ray(executor: str) -> Any:

@@ -24,8 +24,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from contextpilot.core.blocks import Block, stable_key
+from contextpilot.core.persist import SnapshotError, as_int, as_list, as_seconds
 
 __all__ = [
     "DEFAULT_HINT",
@@ -143,6 +145,48 @@ class ConversationStore:
             return False
         self._total -= len(c.sent)
         return True
+
+    def export(self) -> list[list[Any]]:
+        """The state as JSON-ready rows ``[id, turns, idle_seconds, [key, ...]]``,
+        least recently used conversation first, each one's keys oldest
+        first. O(remembered keys)."""
+        now = self._clock()
+        return [
+            [cid, c.turns, round(max(0.0, now - c.last), 3), list(c.sent)] for cid, c in self._convs.items()
+        ]
+
+    def load(self, rows: Any, *, downtime: float = 0.0) -> None:
+        """Replace every conversation by :meth:`export` rows (all or nothing:
+        a bad row raises :class:`~contextpilot.core.persist.SnapshotError`
+        and nothing changes); ``downtime`` seconds are added to idle times;
+        the bounds apply right after. O(remembered keys)."""
+        now = self._clock()
+        convs: OrderedDict[str, _Conversation] = OrderedDict()
+        for i, row in enumerate(as_list(rows, "conversations")):
+            if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str) or not row[0]:
+                raise SnapshotError(f"conversations[{i}]: expected [id, turns, idle_seconds, [keys]]")
+            c = _Conversation(turns=as_int(row[1], f"conversations[{i}].turns", 0))
+            c.last = now - as_seconds(row[2], f"conversations[{i}].idle_seconds") - downtime
+            for j, k in enumerate(as_list(row[3], f"conversations[{i}].keys")):
+                c.sent[as_int(k, f"conversations[{i}].keys[{j}]", 0)] = None
+            convs.pop(row[0], None)
+            convs[row[0]] = c
+        self._convs = convs
+        self._total = sum(len(c.sent) for c in convs.values())
+        self.trim()
+
+    def empty_like(self) -> ConversationStore:
+        """A new, empty store with the same bounds and clock."""
+        return ConversationStore(
+            self.max_conversations, self.ttl, self.max_blocks, self._clock, self.max_total_blocks
+        )
+
+    def replace_with(self, other: ConversationStore) -> None:
+        """Take ``other``'s conversations (``other`` is left empty), e.g. one
+        filled by :meth:`load` while this store stayed live. O(1)."""
+        self._convs, self._total = other._convs, other._total
+        other._convs, other._total = OrderedDict(), 0
+        self.trim()
 
     def _drop_oldest(self) -> None:
         _, c = self._convs.popitem(last=False)

@@ -39,6 +39,7 @@ from contextpilot.core.dedup import (
 from contextpilot.core.ids import is_health_check, new_request_id, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
 from contextpilot.core.overlap import resolve_backend
+from contextpilot.core.persist import as_dict, as_int
 from contextpilot.core.planner import plan
 from contextpilot.core.prompt import build_messages, check_docs
 from contextpilot.core.recent import RecentRequests
@@ -379,6 +380,49 @@ class ContextPilot:
             self._index.reset()
             self._recent.clear()
             self._conversations.clear()
+
+    def export(self) -> dict[str, Any]:
+        """The live state as JSON-ready data, consistent (under the lock):
+        ``{"index", "conversations", "recent", "pilot": {"calls", "planned"}}``,
+        each part its store's ``export()``. Blocks appear only as stable
+        keys, never as text. Chat histories are not included. O(state)."""
+        with self._lock:
+            return {
+                "index": self._index.export(),
+                "conversations": self._conversations.export(),
+                "recent": self._recent.export(),
+                "pilot": {"calls": self._calls, "planned": self._planned},
+            }
+
+    def load(self, data: Any, *, downtime: float = 0.0) -> dict[str, int]:
+        """Replace the live state by :meth:`export` data, all or nothing: every
+        part is checked into fresh stores first, so a bad value raises
+        :class:`~contextpilot.core.persist.SnapshotError` (a ValueError) naming
+        the field and the instance is unchanged. ``downtime`` seconds are
+        added to every age (TTLs keep counting); this instance's bounds apply
+        right after. Returns what was kept: requests, nodes, conversations,
+        recent, and dropped_by_bounds. O(state)."""
+        data = as_dict(data, "state")
+        with self._lock:
+            convs = self._conversations.empty_like()
+            index_data = as_dict(data.get("index"), "index")
+            convs.load(data.get("conversations"), downtime=downtime)
+            recent = RecentRequests(self._recent.capacity, self._recent.max_posting)
+            recent.load(data.get("recent"))
+            counters = as_dict(data.get("pilot"), "pilot")
+            calls = as_int(counters.get("calls"), "pilot.calls", 0)
+            planned = as_int(counters.get("planned"), "pilot.planned", 0)
+            dropped = self._index.load(index_data, downtime=downtime)  # the last step that can fail
+            self._conversations.replace_with(convs)
+            self._recent = recent
+            self._calls, self._planned = calls, planned
+            return {
+                "requests": len(self._index),
+                "nodes": self._index.nodes,
+                "conversations": len(self._conversations),
+                "recent": len(self._recent),
+                "dropped_by_bounds": dropped,
+            }
 
     @property
     def index(self) -> PrefixIndex:
