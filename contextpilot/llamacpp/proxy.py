@@ -4,13 +4,13 @@ llama.cpp has no in-process hook, so this proxy sits between clients (or the
 contextpilot server's own proxy) and ``llama-server``, learns from each
 answer which slot served the request (``id_slot``) and how many tokens the
 slot kept (``timings.cache_n``), models what every slot holds
-(:mod:`contextpilot.hooks.llamacpp_slots`) and reports the requests whose
+(:mod:`contextpilot.llamacpp.slots`) and reports the requests whose
 cache was overwritten to the contextpilot index (``POST /evict`` through the
 shared notifier). Without ``CONTEXTPILOT_INDEX_URL`` it is a plain metrics
 proxy.
 
     LLAMA_SERVER_URL=http://127.0.0.1:8080 CONTEXTPILOT_INDEX_URL=http://127.0.0.1:8765 \\
-        python -m contextpilot.hooks.llamacpp_proxy          # listens on 127.0.0.1:8081
+        python -m contextpilot.llamacpp.proxy          # listens on 127.0.0.1:8081
 
 Endpoints:
 - ``POST /v1/chat/completions``: messages rendered with ``CHAT_TEMPLATE_FORMAT``
@@ -59,7 +59,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from contextpilot.core.ids import new_request_id, normalize_request_id
-from contextpilot.hooks.llamacpp_openai import (
+from contextpilot.hooks.notifier import ENV_INDEX_URL, EvictionNotifier, get_notifier
+from contextpilot.llamacpp.slots import SlotTracker
+from contextpilot.llamacpp.translate import (
     CHAT_FORMATS,
     FieldError,
     StreamTranslator,
@@ -67,13 +69,11 @@ from contextpilot.hooks.llamacpp_openai import (
     native_request,
     openai_response,
 )
-from contextpilot.hooks.llamacpp_slots import SlotTracker
-from contextpilot.hooks.notifier import ENV_INDEX_URL, EvictionNotifier, get_notifier
 from contextpilot.server.engine_proxy import HOP_BY_HOP, EngineError, EngineProxy
 
 __all__ = ["ENV", "ProxyConfig", "create_proxy_app", "main", "parse_config"]
 
-log = logging.getLogger("contextpilot.hooks.llamacpp")
+log = logging.getLogger("contextpilot.llamacpp")
 
 RID_HEADER = "X-ContextPilot-Request-Id"
 #: endpoint labels for the counters (anything else is "other": the map stays bounded)
@@ -141,7 +141,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | No
     env = os.environ if environ is None else environ
     defaults = ProxyConfig()
     ap = argparse.ArgumentParser(
-        prog="python -m contextpilot.hooks.llamacpp_proxy",
+        prog="python -m contextpilot.llamacpp.proxy",
         description="Slot-tracking proxy in front of llama-server; reports evictions to contextpilot.",
         epilog="Every flag can also be set by its environment variable (shown in brackets).",
     )
@@ -327,7 +327,7 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         try:
             return await st.engine.client.send(req, stream=True)
         except httpx.HTTPError as e:
-            raise st.engine._error(e) from None  # the contextpilot server's mapping: 502/503/504
+            raise st.engine.error_for(e) from None  # the contextpilot server's mapping: 502/503/504
 
     async def tracked(
         request: Request, label: str, chat: bool | None
@@ -357,7 +357,7 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
             try:
                 raw = await resp.aread()
             except httpx.HTTPError as e:
-                err = st.engine._error(e)
+                err = st.engine.error_for(e)
                 st.error(err.kind)
                 st.settle(rid, prompt, None)
                 return err.response(headers={RID_HEADER: rid})
@@ -464,11 +464,11 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         try:
             resp = await st.engine.client.send(req, stream=True)
         except httpx.HTTPError as e:
-            err = st.engine._error(e)
+            err = st.engine.error_for(e)
             st.error(err.kind)
             return err.response()
         return StreamingResponse(
-            st.engine._relay(resp),
+            st.engine.relay(resp),
             status_code=resp.status_code,
             headers=_headers(resp),
             background=BackgroundTask(resp.aclose),
@@ -504,7 +504,7 @@ async def _relay(
         if translator is not None:
             yield translator.done()
     except httpx.HTTPError as e:
-        err = st.engine._error(e)
+        err = st.engine.error_for(e)
         st.error(err.kind)
         log.warning("stream from llama-server broke: %s", err.message)
         yield f"data: {json.dumps({'error': {'message': err.message, 'type': err.kind}})}\n\n".encode()
@@ -524,7 +524,7 @@ async def _poll_slots(st: ProxyState) -> None:
                 "/slots", timeout=httpx.Timeout(10.0, connect=st.config.connect_timeout)
             )
         except httpx.HTTPError as e:
-            st.poll["last_error"] = st.engine._error(e).message
+            st.poll["last_error"] = st.engine.error_for(e).message
             continue
         if r.status_code in (404, 501):
             st.poll["last_error"] = f"GET /slots answered {r.status_code}: polling stopped"
