@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from contextpilot.core.blocks import Block, BlockTable, stable_key, validate_contexts
     from contextpilot.core.chat import ChatSession, ChatStore
-    from contextpilot.core.dedup import DEFAULT_HINT, ConversationStore, DedupResult, dedup_passages
+    from contextpilot.core.dedup import DEFAULT_HINT, DedupLedger, DedupResult, dedup_passages
     from contextpilot.core.index import EvictionReport, PrefixIndex
     from contextpilot.core.pilot import ContextPilot, ReorderResult
     from contextpilot.core.planner import Plan, plan
@@ -40,7 +40,7 @@ _LAZY = {
     "ChatSession": "contextpilot.core.chat",
     "ChatStore": "contextpilot.core.chat",
     "DEFAULT_HINT": "contextpilot.core.dedup",
-    "ConversationStore": "contextpilot.core.dedup",
+    "DedupLedger": "contextpilot.core.dedup",
     "DedupResult": "contextpilot.core.dedup",
     "dedup_passages": "contextpilot.core.dedup",
     "EvictionReport": "contextpilot.core.index",
@@ -76,7 +76,7 @@ __all__ = [
     "ChatSession",
     "ChatStore",
     "ContextPilot",
-    "ConversationStore",
+    "DedupLedger",
     "DedupResult",
     "EvictionReport",
     "Plan",

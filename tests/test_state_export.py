@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from contextpilot import ContextPilot
-from contextpilot.core.dedup import ConversationStore, deduplicate_turn
+from contextpilot.core.dedup import DedupLedger, deduplicate_turn
 from contextpilot.core.index import PrefixIndex
 from contextpilot.core.persist import SnapshotError
 from contextpilot.core.recent import RecentRequests
@@ -39,10 +39,10 @@ def test_index_round_trip_and_bad_data_leaves_it_unchanged() -> None:
 
 
 def test_conversations_and_recent_round_trip() -> None:
-    s = ConversationStore()
+    s = DedupLedger()
     for i in range(10):
         deduplicate_turn(s, [[i, i + 1, "x"]], f"c{i % 3}")
-    t = ConversationStore()
+    t = DedupLedger()
     t.load(s.export())
     assert [r[::3] for r in t.export()] == [r[::3] for r in s.export()]
     r = RecentRequests(capacity=4)

@@ -10,7 +10,7 @@ header), labelled by content (:func:`contextpilot.core.prompt.render_documents`,
 so a document renders identically every time), followed by the relevance
 order (the caller's order, most relevant first) and the question. A document
 the history already holds is replaced by a short reference hint (the pilot's
-:class:`~contextpilot.core.dedup.ConversationStore`, template configurable).
+:class:`~contextpilot.core.dedup.DedupLedger`, template configurable).
 
 **Invariant (no dangling hints).** A document is hinted only if its full
 text is in an earlier message of the history returned with the hint (or
@@ -57,8 +57,8 @@ from typing import Any, Protocol
 
 from contextpilot.core.blocks import Block
 from contextpilot.core.dedup import DedupResult, check_hint_template
+from contextpilot.core.lru import BoundedLRU
 from contextpilot.core.prompt import check_docs, relevance_line, render_documents
-from contextpilot.core.sessions import SessionStore
 
 __all__ = [
     "DEFAULT_CHAT_HEADER",
@@ -178,15 +178,11 @@ class ChatStore:
         self.hint_template = check_hint_template(hint_template)
         self.max_turns = _check_max_turns(max_turns)
         self._lock = threading.RLock()
-        self._sessions: SessionStore[_State] = SessionStore(max_sessions, session_ttl, self._release, clock)
-        #: the same states by id, for reads that must not count as use
-        self._states: dict[str, _State] = {}
+        self._sessions: BoundedLRU[_State] = BoundedLRU(max_sessions, session_ttl, self._release, clock)
 
     # -- sessions ------------------------------------------------------------------
 
     def _release(self, state: _State) -> None:
-        if self._states.get(state.session_id) is state:
-            del self._states[state.session_id]
         self.pilot.end_conversation(state.conversation_id)
 
     def session(
@@ -228,7 +224,6 @@ class ChatStore:
             self.system_instruction if system is None else system,
             self.max_turns if max_turns is None else max_turns,
         )
-        self._states[session_id] = state
         return state
 
     def _live(self, session_id: str, *, use: bool, create: tuple[str, int] | None = None) -> _State | None:
@@ -237,7 +232,7 @@ class ChatStore:
         ``create`` = (system instruction, max_turns), when given. Caller
         holds the lock."""
         self._sessions.expire()
-        state = self._states.get(session_id)
+        state = self._sessions.peek(session_id)
         if state is None and create:
             log.info(
                 "chat session %r was dropped (ended, evicted or idle); starting a new history", session_id
@@ -258,8 +253,7 @@ class ChatStore:
         with self._lock:
             self._sessions.expire()
             out = []
-            for sid in self._sessions.ids():
-                s = self._states[sid]
+            for sid, s, _ in self._sessions.entries():
                 out.append(
                     {
                         "session_id": sid,

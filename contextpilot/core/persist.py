@@ -1,7 +1,7 @@
 """Checked reading of exported state (the stores' ``export()`` / ``load()``).
 
 Each store of the live state (:class:`~contextpilot.core.index.PrefixIndex`,
-:class:`~contextpilot.core.dedup.ConversationStore`,
+:class:`~contextpilot.core.dedup.DedupLedger`,
 :class:`~contextpilot.core.recent.RecentRequests`, the pilot's counters)
 writes its own state as JSON-ready lists and dicts and reads it back with
 these helpers, so a bad value raises :class:`SnapshotError` naming where it

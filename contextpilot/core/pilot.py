@@ -31,7 +31,7 @@ from typing import Any
 from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import (
-    ConversationStore,
+    DedupLedger,
     DedupResult,
     check_hint_template,
     deduplicate_turn,
@@ -113,7 +113,7 @@ class ContextPilot:
         self._lock = threading.RLock()
         self._index = PrefixIndex(capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests)
         self._recent = RecentRequests(recent_requests)
-        self._conversations = ConversationStore(max_conversations, conversation_ttl)
+        self._conversations = DedupLedger(max_conversations, conversation_ttl)
         self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
         self._calls = 0
         self._planned = 0
@@ -429,7 +429,7 @@ class ContextPilot:
         return self._index
 
     @property
-    def conversations(self) -> ConversationStore:
+    def conversations(self) -> DedupLedger:
         return self._conversations
 
     def stats(self) -> dict[str, Any]:

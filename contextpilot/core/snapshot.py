@@ -32,7 +32,7 @@ while capturing.
 
 Each store writes and reads its own part (``export()`` / ``load()`` on
 :class:`~contextpilot.core.index.PrefixIndex`,
-:class:`~contextpilot.core.dedup.ConversationStore`,
+:class:`~contextpilot.core.dedup.DedupLedger`,
 :class:`~contextpilot.core.recent.RecentRequests` and
 :class:`~contextpilot.core.pilot.ContextPilot`); this module adds the
 envelope (format, version, save time) and the file handling.
