@@ -101,8 +101,8 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
             r = st.pilot.reorder_detailed(req.contexts, stateless=stateless)
     except ContextError as e:
         raise _context_error(e) from None
-    st.planning.observe(time.perf_counter() - t0)
-    st.planned.inc(len(req.contexts))
+    st.metrics.planning.observe(time.perf_counter() - t0)
+    st.metrics.planned.inc(len(req.contexts))
     dedup = None
     if conversations is not None:
         results = []
@@ -275,9 +275,9 @@ def _evict(st: ServerState, req: EvictRequest) -> EvictResponse:
         rep.not_found = left
         gone = set(rep.removed)
         rep.removed = [i for i in ids if i in gone]  # notice order, whichever replica held them
-    st.evicted.inc(len(rep.removed))
+    st.metrics.evicted.inc(len(rep.removed))
     for name, n in by.items():
-        st.replica_evicted.inc(n, name)
+        st.metrics.replica_evicted.labels(name).inc(n)
     return EvictResponse(
         removed_count=len(rep.removed),
         removed=rep.removed,
