@@ -106,7 +106,7 @@ class ChatBackend(Protocol):
 
     def measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]: ...
 
-    def record_sent(self, keys: list[int], tokens: list[int]) -> str | None: ...
+    def record_sent(self, keys: list[int], tokens: list[int]) -> tuple[str, int] | None: ...
 
     def end_conversation(self, conversation_id: str) -> bool: ...
 
@@ -326,7 +326,8 @@ class ChatStore:
                 raise
             s.keys += keys
             s.tokens += tokens
-            s.last_request_id = pilot.record_sent(s.keys, s.tokens)
+            recorded = pilot.record_sent(s.keys, s.tokens)
+            s.last_request_id = recorded[0] if recorded else None
             s.history.append({"role": "user", "content": content})
             s.pending = query
             s.turns += 1

@@ -340,13 +340,24 @@ class ContextPilot:
         """Stable keys and token lengths of ``blocks`` (this pilot's token counter)."""
         return BlockTable(self._counter).measure(blocks)
 
-    def record_sent(self, keys: list[int], tokens: list[int]) -> str | None:
+    def record_sent(self, keys: list[int], tokens: list[int]) -> tuple[str, int] | None:
         """The index learns one sent request (keys and tokens from
-        :meth:`measure`) under a fresh id, returned; None when stateless."""
+        :meth:`measure`) under a fresh id; returns that id and the tokens
+        the index believed cached. None when stateless or empty."""
         if self.stateless or not keys:
             return None
         with self._lock:
-            return self._record(keys, tokens)[0]
+            return self._record(keys, tokens)
+
+    def plan_batch(self, contexts: list[list[Block]], *, stateless: bool | None = None) -> ReorderResult:
+        """Like :meth:`reorder_detailed`, but nothing is recorded (no request
+        ids): the caller records what it finally sends with :meth:`record_sent`
+        (e.g. after dedup hints replaced repeats). ``contexts`` must come from
+        :func:`~contextpilot.core.blocks.validate_contexts` (checked once by
+        the caller, for a whole batch split over several pilots)."""
+        use_state = not (self.stateless if stateless is None else stateless)
+        with self._lock:
+            return self._reorder(contexts, use_state, record=False)
 
     def end_conversation(self, conversation_id: str) -> bool:
         """Forget one conversation's dedup state only (not a chat session of
