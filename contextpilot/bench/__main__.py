@@ -32,7 +32,7 @@ from pathlib import Path
 from contextpilot.bench import report
 from contextpilot.bench import workloads as W
 from contextpilot.bench.methods import External, ours_batch
-from contextpilot.bench.progress import Progress
+from contextpilot.bench.progress import progress
 from contextpilot.bench.runner import CACHES, capacities, oracle_gap, run_batch, run_online, workload_bounds
 
 log = logging.getLogger("contextpilot.bench")
@@ -207,7 +207,7 @@ def run_simulated(args: argparse.Namespace, externals: list[External]) -> list[d
         methods: list = ["retrieval", "frequency", "contextpilot", *externals]
         steps = len(methods) + (0 if args.no_online else 1 + len(externals))
         rows = []
-        with Progress(steps, f"{wl.name}") as bar:
+        with progress(steps, f"{wl.name}") as bar:
             for m in methods:
                 rows += run_batch(wl, m, caps, caches)
                 bar.update()
@@ -257,7 +257,7 @@ def run_shards(args: argparse.Namespace) -> int:
         raise SystemExit("--shard-requests must be >= 1")
     out = Path(args.out) / "results.json"
     results = json.loads(out.read_text()) if out.is_file() else {}
-    with Progress(len(counts) + 1, f"shards ({n:,} requests)", after=0) as bar:
+    with progress(len(counts) + 1, f"shards ({n:,} requests)", after=0) as bar:
         caps = args.capacities or [None, 16]
         res = shards.run(counts, n, caps, args.shard_executor, dataset=args.shard_dataset, progress=bar)
     res["command"] = "python -m contextpilot.bench --shards " + args.shards
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.scale_sizes
             else (QUICK_SIZES if args.quick else FULL_SIZES)
         )
-        with Progress(len(sizes), "scale series", after=0) as bar:
+        with progress(len(sizes), "scale series", after=0) as bar:
             results["scale"] = series(sizes, args.workers, bar)
         print("\nscale series (synthetic, 20 blocks per request)")
         print(report.scale_table(results["scale"]))
