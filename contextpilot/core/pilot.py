@@ -55,6 +55,9 @@ _LEGACY_OPTIONS = {"alpha", "linkage_method", "batch_size"}
 
 @dataclass
 class ReorderResult:
+    """What :meth:`ContextPilot.reorder_detailed` planned: ``reordered[j]``
+    holds exactly the blocks of ``contexts[order[j]]``; run in that order."""
+
     reordered: list[list[Block]]
     order: list[int]
     #: request id of each scheduled request (stateful mode), aligned with ``reordered``

@@ -114,11 +114,3 @@ class RadixCacheSim:
                 self._push(parent)
         if not heap and self.used > self.capacity:  # pragma: no cover - invariant
             raise RuntimeError("cache accounting out of sync")
-
-    def node_count(self) -> int:
-        n, stack = 0, [self.root]
-        while stack:
-            node = stack.pop()
-            n += len(node.children)
-            stack.extend(node.children.values())
-        return n
