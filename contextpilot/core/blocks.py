@@ -188,7 +188,8 @@ def _as_int64(contexts: Sequence[Sequence[Block]], total: int) -> np.ndarray | N
     int-likes, which a dict equates with ints) fitting int64: text, floats
     and None raise TypeError, bigger ints OverflowError."""
     try:
-        flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)
+        # str blocks make array() raise TypeError: that is the test
+        flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)  # type: ignore[type-var]
     except (TypeError, OverflowError):
         return None
     return flat if len(flat) == total else None
@@ -238,7 +239,7 @@ class BlockTable:
             if None in row:  # intern the new blocks (a block may repeat in a row)
                 row = [self.intern(b) if i is None else i for i, b in zip(row, ctx)]
             out.append(row)
-        return out
+        return out  # type: ignore[return-value]  # every None was replaced above
 
     def intern_flat(self, contexts: Sequence[Sequence[Block]]) -> tuple[np.ndarray, np.ndarray]:
         """Batch form of :meth:`intern_many`: ``(ids, starts)`` with
@@ -294,11 +295,11 @@ class BlockTable:
         if new:
             first = np.full(len(values), len(flat), dtype=np.int64)
             np.minimum.at(first, inverse, np.arange(len(flat), dtype=np.int64))
-            new = np.asarray(new)[np.argsort(first[new], kind="stable")]
-            pos = first[new]
+            order = np.asarray(new)[np.argsort(first[new], kind="stable")]
+            pos = first[order]
             rows = np.searchsorted(starts, pos, side="right") - 1
             cols = pos - starts[rows]
-            new = new.tolist()
+            new = order.tolist()
             base = len(self._blocks)
             self._add_new([contexts[r][c] for r, c in zip(rows.tolist(), cols.tolist())])
             for j, u in enumerate(new):

@@ -234,7 +234,7 @@ class ContextPilot:
         bounded restarts), use :meth:`chat` instead.
         """
         docs = check_docs(docs, "docs")
-        ordered = docs
+        ordered: Sequence[Block] = docs
         hints: dict[int, str] = {}
         with self._lock:
             if docs:

@@ -110,7 +110,7 @@ class RecentRequests:
             if q:
                 for slot, g in q:
                     if gen[slot] == g:
-                        sim[slot] += w
+                        sim[slot] += w  # type: ignore[assignment]  # float weights in a Counter, on purpose
         out: Counter[int] = Counter()
         for slot, s in sim.most_common(top):
             members = slots[slot]

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -123,7 +124,7 @@ def create_engine_app(
             }
         )
 
-    async def _stream(ident: str, kind: str, chat: bool, usage: dict[str, Any]):
+    async def _stream(ident: str, kind: str, chat: bool, usage: dict[str, Any]) -> AsyncIterator[bytes]:
         for i in range(stream_chunks):
             if stream_chunk_ms and i:
                 await asyncio.sleep(stream_chunk_ms / 1000)

@@ -60,9 +60,10 @@ class RadixCacheSim:
         """Tokens of the longest cached prefix of the prompt (no side effects)."""
         node, hit = self.root, 0
         for k, w in zip(keys, weights):
-            node = node.children.get(k)
-            if node is None:
+            child = node.children.get(k)
+            if child is None:
                 break
+            node = child
             hit += w
         return hit
 
@@ -106,6 +107,7 @@ class RadixCacheSim:
             if not node.alive or node.children or node.last != last:
                 continue  # stale entry
             parent = node.parent
+            assert parent is not None  # the root is never in the heap
             del parent.children[node.key]
             node.alive = False
             self.used -= node.weight
