@@ -178,3 +178,113 @@ def test_snapshot_touches_no_private_attribute() -> None:
         if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
     )
     assert not touched, touched
+
+
+# -- layers (docs/architecture.md) ---------------------------------------------------
+
+#: package -> what it may import from this project; ``"contextpilot"`` alone means
+#: the package top (its public names), any other entry also covers its submodules
+ALLOWED: dict[str, set[str]] = {
+    "contextpilot": {"contextpilot.core"},
+    "contextpilot.core": {"contextpilot.core"},
+    "contextpilot.client": set(),
+    "contextpilot.sim": {"contextpilot.core", "contextpilot.sim"},
+    "contextpilot.distributed": {"contextpilot.core", "contextpilot.distributed"},
+    "contextpilot.hooks": {"contextpilot.core.ids", "contextpilot.hooks"},
+    "contextpilot.server": {
+        "contextpilot",
+        "contextpilot.core",
+        "contextpilot.sim",
+        "contextpilot.client",
+        "contextpilot.server",
+    },
+    "contextpilot.llamacpp": {
+        "contextpilot.core.ids",
+        "contextpilot.hooks.notifier",
+        "contextpilot.server.engine_proxy",
+        "contextpilot.llamacpp",
+    },
+    "contextpilot.bench": {
+        "contextpilot",
+        "contextpilot.core",
+        "contextpilot.sim",
+        "contextpilot.distributed",
+        "contextpilot.server",
+        "contextpilot.bench",
+    },
+    "contextpilot.plugin_planner": {
+        "contextpilot",
+        "contextpilot.core",
+        "contextpilot.client",
+        "contextpilot.server.http_client",
+    },
+    "contextpilot.install_hook": {"contextpilot.hooks"},
+    "contextpilot.cli": {"contextpilot.bench", "contextpilot.server"},
+}
+
+#: third-party packages a layer must never import (anywhere in its files)
+FORBIDDEN_EXTERNAL = {
+    "contextpilot.core": {"fastapi", "starlette", "httpx", "pydantic", "uvicorn", "prometheus_client", "ray"},
+    "contextpilot.hooks": {"numpy", "scipy", "fastapi", "starlette", "httpx", "pydantic", "uvicorn"},
+    "contextpilot.client": {"fastapi", "starlette", "uvicorn", "numpy", "scipy"},
+}
+
+
+def package_of(mod: str) -> str:
+    parts = mod.split(".")
+    return ".".join(parts[:2])
+
+
+def allowed(target: str, rules: set[str]) -> bool:
+    return any(target == a or (a != "contextpilot" and target.startswith(a + ".")) for a in rules)
+
+
+def layer_violations(root: Path, rules: dict[str, set[str]]) -> list[str]:
+    out = []
+    for mod, deps in sorted(imports(root).items()):
+        pkg = package_of(mod)
+        for target, _ in sorted(deps, key=str):
+            if pkg not in rules:
+                out.append(f"{mod}: package {pkg} has no layer rule")
+            elif not allowed(target, rules[pkg]):
+                out.append(f"{mod} imports {target}")
+    return out
+
+
+def external_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_layer_checker_flags_an_upward_import(tmp_path: Path) -> None:
+    pkg = _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/core/__init__.py": "",
+            "pkg/core/a.py": "from pkg.server.b import x\n",
+            "pkg/server/__init__.py": "",
+            "pkg/server/b.py": "from pkg.core.a import y\n",
+        },
+    )
+    rules = {"pkg": set(), "pkg.core": {"pkg.core"}, "pkg.server": {"pkg.core", "pkg.server"}}
+    assert layer_violations(pkg, rules) == ["pkg.core.a imports pkg.server.b"]
+
+
+def test_every_package_imports_only_the_layers_below_it() -> None:
+    found = layer_violations(ROOT, ALLOWED)
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_EXTERNAL))
+def test_low_layers_import_no_http_or_heavy_libraries(package: str) -> None:
+    mods = module_names(ROOT)
+    files = [p for m, p in mods.items() if m == package or m.startswith(package + ".")]
+    assert files
+    bad = {str(p.relative_to(ROOT)): external_imports(p) & FORBIDDEN_EXTERNAL[package] for p in files}
+    assert not {k: v for k, v in bad.items() if v}
