@@ -201,7 +201,7 @@ ALLOWED: dict[str, set[str]] = {
     "contextpilot.llamacpp": {
         "contextpilot.core.ids",
         "contextpilot.hooks.notifier",
-        "contextpilot.server.engine_proxy",
+        "contextpilot.server.engine_client",
         "contextpilot.llamacpp",
     },
     "contextpilot.bench": {

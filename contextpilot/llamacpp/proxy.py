@@ -67,7 +67,7 @@ from contextpilot.llamacpp.translate import (
     native_request,
     openai_response,
 )
-from contextpilot.server.engine_proxy import HOP_BY_HOP, EngineError
+from contextpilot.server.engine_client import HOP_BY_HOP, EngineError
 
 __all__ = ["ENV", "ProxyConfig", "create_proxy_app", "main", "parse_config"]
 

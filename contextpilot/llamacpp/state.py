@@ -10,7 +10,7 @@ from typing import Any
 from contextpilot.hooks.notifier import EvictionNotifier
 from contextpilot.llamacpp.config import ProxyConfig
 from contextpilot.llamacpp.slots import SlotTracker
-from contextpilot.server.engine_proxy import EngineProxy
+from contextpilot.server.engine_client import EngineClient
 
 __all__ = ["LABELS", "ProxyState"]
 
@@ -27,7 +27,7 @@ class ProxyState:
         self.config = config
         self.notifier = notifier
         self.tracker = SlotTracker()
-        self.engine = EngineProxy(
+        self.engine = EngineClient(
             config.llama_server_url, config.connect_timeout, config.timeout, config.llama_api_key
         )
         self.started = time.time()

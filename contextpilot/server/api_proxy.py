@@ -35,7 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from contextpilot.core.blocks import default_token_counter
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
-from contextpilot.server.engine_proxy import EngineError
+from contextpilot.server.engine_client import EngineError
 from contextpilot.server.limits import Limits, unprocessable
 from contextpilot.server.models import ChatCompletionBody, CompletionBody, WarmRequest, WarmResponse
 from contextpilot.server.replicas import Replica

@@ -22,8 +22,8 @@ from contextpilot.core.fanout import Placement
 from contextpilot.core.index import IndexStats
 from contextpilot.core.pilot import ContextPilot
 from contextpilot.server.config import ServerConfig
-from contextpilot.server.engine_proxy import EngineProxy
-from contextpilot.server.engines import EngineSpec, load_engines_file, specs_from_urls
+from contextpilot.server.engine_client import EngineClient
+from contextpilot.server.engine_specs import EngineSpec, load_engines_file, specs_from_urls
 from contextpilot.server.router import Router
 
 __all__ = ["Replica", "Replicas", "build_replicas", "engine_specs"]
@@ -34,7 +34,7 @@ class Replica:
     position: int
     spec: EngineSpec
     pilot: ContextPilot
-    proxy: EngineProxy
+    proxy: EngineClient
 
     @property
     def name(self) -> str:
@@ -199,7 +199,7 @@ def build_replicas(config: ServerConfig, specs: Sequence[EngineSpec] | None = No
             max_conversations=config.max_sessions,
             conversation_ttl=config.session_ttl,
         )
-        proxy = EngineProxy(spec.url, config.engine_connect_timeout, config.engine_timeout, spec.api_key)
+        proxy = EngineClient(spec.url, config.engine_connect_timeout, config.engine_timeout, spec.api_key)
         items.append(Replica(i, spec, pilot, proxy))
     router = Router(
         [r.pilot.index for r in items],

@@ -11,7 +11,7 @@ from fastapi import Request
 
 from contextpilot.core.pilot import ContextPilot
 from contextpilot.server.config import ServerConfig
-from contextpilot.server.engine_proxy import EngineProxy
+from contextpilot.server.engine_client import EngineClient
 from contextpilot.server.limits import Limits
 from contextpilot.server.metrics import ServerMetrics
 from contextpilot.server.replicas import Replicas
@@ -25,7 +25,7 @@ __all__ = ["ServerState", "get_state"]
 class ServerState:
     config: ServerConfig
     pilot: ContextPilot
-    proxy: EngineProxy
+    proxy: EngineClient
     started: float = field(default_factory=time.time)
     #: all replicas (default: the one made of ``pilot`` and ``proxy``)
     replicas: Replicas = None  # type: ignore[assignment]
@@ -36,7 +36,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         if self.replicas is None:
-            from contextpilot.server.engines import EngineSpec
+            from contextpilot.server.engine_specs import EngineSpec
             from contextpilot.server.replicas import Replica
 
             spec = EngineSpec("engine", self.proxy.base_url)

@@ -1,4 +1,5 @@
-"""Forwarding to the inference engine: byte-transparent, bounded in time.
+"""The HTTP client to one inference engine (:class:`EngineClient`): forwarding,
+byte-transparent, bounded in time.
 
 Only ever talks to the configured engine URL (never a URL from a request).
 Responses pass through unchanged (status, body bytes, content headers);
@@ -22,7 +23,7 @@ import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-__all__ = ["EngineError", "EngineProxy"]
+__all__ = ["EngineError", "EngineClient"]
 
 log = logging.getLogger("contextpilot.server")
 
@@ -53,7 +54,7 @@ class EngineError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-class EngineProxy:
+class EngineClient:
     def __init__(
         self, base_url: str, connect_timeout: float, timeout: float, api_key: str | None = None
     ) -> None:
