@@ -76,7 +76,7 @@ def spawn(
 
 
 def engine(*args: str) -> contextlib.AbstractContextManager[Proc]:
-    return spawn("contextpilot.server.sim_engine", *args)
+    return spawn("contextpilot.sim.engine", *args)
 
 
 def server(

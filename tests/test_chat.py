@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import contextpilot as cp
-from contextpilot.server.sim_engine import render_chat
+from contextpilot.sim.engine import render_chat
 
 DOCS = [f"Document {i}: {' '.join(f'fact-{i}-{j}' for j in range(12))}." for i in range(12)]
 

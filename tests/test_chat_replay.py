@@ -27,8 +27,8 @@ import random
 from dataclasses import dataclass
 
 import contextpilot as cp
-from contextpilot.server.sim_engine import render_chat, tokenize
 from contextpilot.sim import RadixCacheSim
+from contextpilot.sim.engine import render_chat, tokenize
 
 Turn = tuple[list[str], str, str]  # documents (most relevant first), question, answer
 Prompt = list[dict[str, str]]

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from contextpilot import ContextPilot
-from contextpilot.core.dedup import ConversationStore, chunk_lines, dedup_passages, deduplicate_turn
+from contextpilot.core.dedup import DedupLedger, chunk_lines, dedup_passages, deduplicate_turn
 
 
 def _lines(prefix: str, n: int) -> str:
@@ -49,7 +49,7 @@ def test_hint_template_validation():
 
 def test_conversation_store_is_bounded():
     clock = [0.0]
-    store = ConversationStore(max_conversations=3, ttl=10, max_blocks=2, clock=lambda: clock[0])
+    store = DedupLedger(max_conversations=3, ttl=10, max_blocks=2, clock=lambda: clock[0])
     for i in range(5):
         deduplicate_turn(store, [["a", "b", "c"]], f"c{i}")
     assert len(store) == 3 and store.info("c4")["blocks"] == 2

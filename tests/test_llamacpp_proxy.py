@@ -29,7 +29,7 @@ def fake(*args: str) -> contextlib.AbstractContextManager[Proc]:
 def proxy(engine: str, index: str | None = None, **env: str) -> contextlib.AbstractContextManager[Proc]:
     full = {"LLAMA_SERVER_URL": engine, "CONTEXTPILOT_INDEX_URL": index or "", "SLOTS_POLL_INTERVAL": "0"}
     full.update(env)
-    return spawn("contextpilot.hooks.llamacpp_proxy", env=full, ready="/stats")
+    return spawn("contextpilot.llamacpp.proxy", env=full, ready="/stats")
 
 
 @contextlib.contextmanager
@@ -287,7 +287,7 @@ def test_hanging_engine_gets_a_bounded_json_error():
 
 
 def test_config_flags_and_environment():
-    from contextpilot.hooks.llamacpp_proxy import parse_config
+    from contextpilot.llamacpp.proxy import parse_config
 
     c = parse_config(
         ["--port", "9000"], {"LLAMA_SERVER_URL": "http://e:1/", "CHAT_TEMPLATE_FORMAT": "chatml"}

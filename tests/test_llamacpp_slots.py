@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from contextpilot.hooks.llamacpp_openai import (
+from contextpilot.llamacpp.slots import SlotTracker
+from contextpilot.llamacpp.translate import (
     FieldError,
     StreamTranslator,
     native_request,
     openai_response,
     render_chat,
 )
-from contextpilot.hooks.llamacpp_slots import SlotTracker
 
 P1 = list(range(100, 200))
 P2 = list(range(300, 400))

@@ -14,7 +14,7 @@ import pytest
 
 from contextpilot import ContextPilot
 from contextpilot.core import snapshot
-from contextpilot.core.dedup import ConversationStore
+from contextpilot.core.dedup import DedupLedger
 
 from procs import engine, server
 
@@ -133,7 +133,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_conversation_store_total_cap():
-    store = ConversationStore(max_conversations=100, max_blocks=50, max_total_blocks=120)
+    store = DedupLedger(max_conversations=100, max_blocks=50, max_total_blocks=120)
     for c in range(10):
         conv = store.get(f"c{c}")
         for k in range(50):
@@ -141,7 +141,7 @@ def test_conversation_store_total_cap():
         assert store.total_blocks <= 120
         assert store.total_blocks == sum(store.info(i)["blocks"] for i in store.ids())
     assert store.ids()[-1] == "c9" and store.info("c9")["blocks"] == 50  # the newest keeps its blocks
-    one = ConversationStore(max_blocks=50, max_total_blocks=10)
+    one = DedupLedger(max_blocks=50, max_total_blocks=10)
     conv = one.get("solo")
     for k in range(30):
         one.remember(conv, k)

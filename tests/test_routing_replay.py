@@ -24,7 +24,7 @@ import pytest
 
 from contextpilot.bench.workloads import locomo_mem
 from contextpilot.core.prompt import build_messages
-from contextpilot.server.sim_engine import render_chat, tokenize
+from contextpilot.sim.engine import render_chat, tokenize
 
 from procs import engine, server
 

@@ -133,7 +133,8 @@ def test_replicas_api_end_to_end():
         metrics = c.get("/metrics").text
         assert f'contextpilot_replica_proxied_requests_total{{replica="{where}"}}' in metrics
         assert f'contextpilot_replica_evicted_requests_total{{replica="{other}"}} 1' in metrics
-        assert f'contextpilot_routing_decisions_total{{replica="{where}",reason="sticky"}} 1' in metrics
+        # the exposition lists labels sorted by name
+        assert f'contextpilot_routing_decisions_total{{reason="sticky",replica="{where}"}} 1' in metrics
         assert 'contextpilot_replica_inflight_requests{replica="' in metrics
         assert c.post("/reset").json()["status"] == "success"
         assert c.get("/requests").json()["num_requests"] == 0

@@ -11,7 +11,7 @@ from contextpilot.bench import workloads as W
 from contextpilot.bench.routing import interleave, replay_routed
 from contextpilot.core.index import PrefixIndex
 from contextpilot.server.config import ServerConfig, parse_config
-from contextpilot.server.engines import MAX_REPLICAS, load_engines_file, specs_from_urls
+from contextpilot.server.engine_specs import MAX_REPLICAS, load_engines_file, specs_from_urls
 from contextpilot.server.router import Router
 
 

@@ -1,10 +1,10 @@
-"""SessionStore: the bounded (LRU cap + idle TTL) session map plugins share."""
+"""BoundedLRU (old name SessionStore): the bounded (LRU cap + idle TTL) map every session store uses."""
 
 from __future__ import annotations
 
 import pytest
 
-from contextpilot import SessionStore
+from contextpilot.core.lru import BoundedLRU as SessionStore
 
 
 class Clock:

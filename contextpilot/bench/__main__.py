@@ -31,7 +31,7 @@ from pathlib import Path
 from contextpilot.bench import report
 from contextpilot.bench import workloads as W
 from contextpilot.bench.methods import External, ours_batch
-from contextpilot.bench.progress import Progress
+from contextpilot.bench.progress import progress
 from contextpilot.bench.runner import CACHES, capacities, oracle_gap, run_batch, run_online, workload_bounds
 
 log = logging.getLogger("contextpilot.bench")
@@ -226,7 +226,7 @@ def run_simulated(args: argparse.Namespace, externals: list[External]) -> list[d
         methods: list = ["retrieval", "frequency", "contextpilot", *externals]
         steps = len(methods) + (0 if args.no_online else 1 + len(externals))
         rows = []
-        with Progress(steps, f"{wl.name}") as bar:
+        with progress(steps, f"{wl.name}") as bar:
             for m in methods:
                 rows += run_batch(wl, m, caps, caches)
                 bar.update()
@@ -276,7 +276,7 @@ def run_shards(args: argparse.Namespace) -> int:
         raise SystemExit("--shard-requests must be >= 1")
     out = Path(args.out) / "results.json"
     results = json.loads(out.read_text()) if out.is_file() else {}
-    with Progress(len(counts) + 1, f"shards ({n:,} requests)", after=0) as bar:
+    with progress(len(counts) + 1, f"shards ({n:,} requests)", after=0) as bar:
         caps = args.capacities or [None, 16]
         res = shards.run(counts, n, caps, args.shard_executor, dataset=args.shard_dataset, progress=bar)
     res["command"] = "python -m contextpilot.bench --shards " + args.shards
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             else (QUICK_SIZES if args.quick else FULL_SIZES)
         )
         names = [w.strip() for w in args.scale_workloads.split(",") if w.strip()]
-        with Progress(len(sizes) * len(names) * len(MODES), "scale series", after=0) as bar:
+        with progress(len(sizes) * len(names) * len(MODES), "scale series", after=0) as bar:
             results["scale"] = series(sizes, args.workers, bar, workloads=names)
         print("\nscale series through ContextPilot().reorder (20 blocks per request; planner: plan() alone)")
         print(report.scale_table(results["scale"]))

@@ -70,7 +70,7 @@ class ProductPath:
             "CONTEXTPILOT_INDEX_URL": self.url,
         }
         self._spawn(
-            [sys.executable, "-m", "contextpilot.hooks.llamacpp_proxy", "--port", str(proxy_port)],
+            [sys.executable, "-m", "contextpilot.llamacpp.proxy", "--port", str(proxy_port)],
             penv,
             self.proxy_url + "/stats",
         )

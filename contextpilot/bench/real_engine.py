@@ -26,7 +26,7 @@ from contextpilot.bench.engine import (
     tiny_model,
 )
 from contextpilot.bench.methods import External, ours_batch, retrieval_order
-from contextpilot.bench.progress import Progress
+from contextpilot.bench.progress import progress
 
 __all__ = ["engine_requests", "run_engine"]
 
@@ -98,7 +98,7 @@ def run_engine(args: argparse.Namespace, externals: Sequence[External]) -> dict:
     total = len(orders) * args.engine_runs * len(prompts["retrieval"])
     if args.engine_url:
         out["engine"] = {"url": args.engine_url, "model": args.engine_model}
-        with Progress(total, "engine replay") as bar:
+        with progress(total, "engine replay") as bar:
             for run in range(args.engine_runs):
                 for name, ps in prompts.items():
                     flushed = _flush(args.engine_url)
@@ -113,7 +113,7 @@ def run_engine(args: argparse.Namespace, externals: Sequence[External]) -> dict:
             )
         out["engine"] = {"binary": str(binary), "flags": "-np 1 --cache-ram 0 -t 2"}
         sizes = [s.strip() for s in args.engine_size.split(",") if s.strip()]
-        with Progress(total * len(sizes), "engine replay", after=0) as bar:
+        with progress(total * len(sizes), "engine replay", after=0) as bar:
             for size in sizes:
                 width, layers = (int(x) for x in size.lower().split("x"))
                 with tiny_model(width, layers) as model:

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from contextpilot.bench import quality as Q
 from contextpilot.bench import workloads as W
@@ -49,7 +50,7 @@ from contextpilot.bench.engine import LlamaServer, find_llama_server
 from contextpilot.bench.llama_client import count_tokens, score_gold, serve, swa_status
 from contextpilot.bench.methods import External, frequency_order, ours_batch, retrieval_order
 from contextpilot.bench.product_path import ProductPath
-from contextpilot.bench.progress import Progress
+from contextpilot.bench.progress import progress
 from contextpilot.bench.real_model_report import tables
 from contextpilot.bench.real_models import ModelSpec, fetch_model, model_spec
 from contextpilot.core.prompt import relevance_line, render_documents
@@ -236,7 +237,7 @@ def _replay(
     plan: Plan | None,
     run: int,
     scoring: bool,
-    bar: Progress,
+    bar: Any,
     workdir: Path,
 ) -> Replay:
     rep = Replay(cond.name, run)
@@ -364,7 +365,7 @@ class Engine:
     workdir: Path
 
     def replay(
-        self, case: Case, cond: Condition, plan: Plan | None, run: int, score: bool, bar: Progress
+        self, case: Case, cond: Condition, plan: Plan | None, run: int, score: bool, bar: Any
     ) -> Replay:
         with LlamaServer(self.binary, self.model, ctx=self.spec.context, extra=self.spec.flags) as srv:
             rep = _replay(srv, case, cond, plan, run, score, bar, self.workdir)
@@ -390,7 +391,7 @@ def run_speed(case: Case, engine: Engine, externals: Sequence[External], runs: i
     names += [f"{e.name}-online" for e in externals] + ["contextpilot-online"]
     conds = [Condition(n, n) for n in names]
     replays: list[Replay] = []
-    with Progress(
+    with progress(
         len(case.contexts) * len(conds) * runs, f"{case.name} on {engine.spec.name}", after=0
     ) as bar:
         for run in range(runs):
@@ -426,7 +427,7 @@ def run_quality(case: Case, engine: Engine, conditions: Sequence[Condition] = QU
     _, count = _prepare(case, engine.spec, engine.binary, engine.model)
     plans = {"retrieval": retrieval_order(case.contexts), "contextpilot": ours_batch(case.contexts, count)}
     replays = {}
-    with Progress(len(case.contexts) * len(conditions), f"{case.name} quality", after=0) as bar:
+    with progress(len(case.contexts) * len(conditions), f"{case.name} quality", after=0) as bar:
         for cond in conditions:
             replays[cond.name] = engine.replay(case, cond, plans[cond.order], 0, True, bar)
     return {

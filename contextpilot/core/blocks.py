@@ -192,7 +192,8 @@ def _as_int64(contexts: Sequence[Sequence[Block]], total: int) -> np.ndarray | N
     int-likes, which a dict equates with ints) fitting int64: text, floats
     and None raise TypeError, bigger ints OverflowError."""
     try:
-        flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)
+        # str blocks make array() raise TypeError: that is the test
+        flat = np.frombuffer(array.array("q", chain.from_iterable(contexts)), dtype=np.int64)  # type: ignore[type-var]
     except (TypeError, OverflowError):
         return None
     return flat if len(flat) == total else None
@@ -242,7 +243,7 @@ class BlockTable:
             if None in row:  # intern the new blocks (a block may repeat in a row)
                 row = [self.intern(b) if i is None else i for i, b in zip(row, ctx)]
             out.append(row)
-        return out
+        return out  # type: ignore[return-value]  # every None was replaced above
 
     def intern_flat(self, contexts: Sequence[Sequence[Block]]) -> tuple[np.ndarray, np.ndarray]:
         """Batch form of :meth:`intern_many`: ``(ids, starts)`` with
@@ -298,11 +299,11 @@ class BlockTable:
         if new:
             first = np.full(len(values), len(flat), dtype=np.int64)
             np.minimum.at(first, inverse, np.arange(len(flat), dtype=np.int64))
-            new = np.asarray(new)[np.argsort(first[new], kind="stable")]
-            pos = first[new]
+            order = np.asarray(new)[np.argsort(first[new], kind="stable")]
+            pos = first[order]
             rows = np.searchsorted(starts, pos, side="right") - 1
             cols = pos - starts[rows]
-            new = new.tolist()
+            new = order.tolist()
             base = len(self._blocks)
             self._add_new([contexts[r][c] for r, c in zip(rows.tolist(), cols.tolist())])
             for j, u in enumerate(new):
@@ -353,6 +354,12 @@ class BlockTable:
         if k is None:
             k = self._keys[i] = stable_key(self._blocks[i])
         return k
+
+    def measure(self, blocks: Iterable[Block]) -> tuple[list[int], list[int]]:
+        """Stable keys and token lengths of ``blocks``, in order (interned
+        on the way): what the live index records for one request. O(len)."""
+        ids = [self.intern(b) for b in blocks]
+        return [self.key(i) for i in ids], [self._tokens[i] for i in ids]
 
     def clear(self) -> None:
         self._ids.clear()

@@ -10,7 +10,7 @@ header), labelled by content (:func:`contextpilot.core.prompt.render_documents`,
 so a document renders identically every time), followed by the relevance
 order (the caller's order, most relevant first) and the question. A document
 the history already holds is replaced by a short reference hint (the pilot's
-:class:`~contextpilot.core.dedup.ConversationStore`, template configurable).
+:class:`~contextpilot.core.dedup.DedupLedger`, template configurable).
 
 **Invariant (no dangling hints).** A document is hinted only if its full
 text is in an earlier message of the history returned with the hint (or
@@ -53,16 +53,21 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from contextpilot.core.dedup import check_hint_template
-from contextpilot.core.prompt import relevance_line, render_documents
-from contextpilot.core.sessions import SessionStore
+from contextpilot.core.blocks import Block
+from contextpilot.core.dedup import DedupResult, check_hint_template
+from contextpilot.core.lru import BoundedLRU
+from contextpilot.core.prompt import check_docs, relevance_line, render_documents
 
-if TYPE_CHECKING:
-    from contextpilot.core.pilot import ContextPilot
-
-__all__ = ["DEFAULT_CHAT_HEADER", "DEFAULT_CHAT_HINT", "DEFAULT_CHAT_SYSTEM", "ChatSession", "ChatStore"]
+__all__ = [
+    "DEFAULT_CHAT_HEADER",
+    "DEFAULT_CHAT_HINT",
+    "DEFAULT_CHAT_SYSTEM",
+    "ChatBackend",
+    "ChatSession",
+    "ChatStore",
+]
 
 log = logging.getLogger("contextpilot")
 
@@ -90,13 +95,24 @@ def _check_str(value: Any, name: str) -> str:
     return value
 
 
-def _check_docs(docs: Any) -> list[str]:
-    if isinstance(docs, (str, bytes)) or not isinstance(docs, Sequence):
-        raise ValueError("docs must be a list of document strings")
-    for j, d in enumerate(docs):
-        if not isinstance(d, str):
-            raise ValueError(f"docs[{j}] must be a string, got {type(d).__name__}")
-    return list(docs)
+class ChatBackend(Protocol):
+    """What a :class:`ChatStore` needs from its pilot
+    (:class:`contextpilot.core.pilot.ContextPilot` implements it); a
+    protocol, so this module imports nothing above it."""
+
+    hint_template: str | None
+
+    def plan_one(self, docs: Sequence[Block]) -> list[Block]: ...
+
+    def measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]: ...
+
+    def record_sent(self, keys: list[int], tokens: list[int]) -> tuple[str, int] | None: ...
+
+    def end_conversation(self, conversation_id: str) -> bool: ...
+
+    def deduplicate(
+        self, contexts: Sequence[Sequence[Block]], conversation_id: str, hint_template: str | None = None
+    ) -> list[DedupResult]: ...
 
 
 def _new_conversation() -> str:
@@ -142,7 +158,7 @@ class ChatStore:
 
     def __init__(
         self,
-        pilot: ContextPilot,
+        pilot: ChatBackend,
         *,
         system_instruction: str | None = None,
         header: str = DEFAULT_CHAT_HEADER,
@@ -162,16 +178,12 @@ class ChatStore:
         self.hint_template = check_hint_template(hint_template)
         self.max_turns = _check_max_turns(max_turns)
         self._lock = threading.RLock()
-        self._sessions: SessionStore[_State] = SessionStore(max_sessions, session_ttl, self._release, clock)
-        #: the same states by id, for reads that must not count as use
-        self._states: dict[str, _State] = {}
+        self._sessions: BoundedLRU[_State] = BoundedLRU(max_sessions, session_ttl, self._release, clock)
 
     # -- sessions ------------------------------------------------------------------
 
     def _release(self, state: _State) -> None:
-        if self._states.get(state.session_id) is state:
-            del self._states[state.session_id]
-        self.pilot._end_conversation(state.conversation_id)
+        self.pilot.end_conversation(state.conversation_id)
 
     def session(
         self, session_id: str, *, system_instruction: str | None = None, max_turns: int | None = None
@@ -212,7 +224,6 @@ class ChatStore:
             self.system_instruction if system is None else system,
             self.max_turns if max_turns is None else max_turns,
         )
-        self._states[session_id] = state
         return state
 
     def _live(self, session_id: str, *, use: bool, create: tuple[str, int] | None = None) -> _State | None:
@@ -221,7 +232,7 @@ class ChatStore:
         ``create`` = (system instruction, max_turns), when given. Caller
         holds the lock."""
         self._sessions.expire()
-        state = self._states.get(session_id)
+        state = self._sessions.peek(session_id)
         if state is None and create:
             log.info(
                 "chat session %r was dropped (ended, evicted or idle); starting a new history", session_id
@@ -242,8 +253,7 @@ class ChatStore:
         with self._lock:
             self._sessions.expire()
             out = []
-            for sid in self._sessions.ids():
-                s = self._states[sid]
+            for sid, s, _ in self._sessions.entries():
                 out.append(
                     {
                         "session_id": sid,
@@ -280,7 +290,7 @@ class ChatStore:
     def _messages(
         self, session_id: str, settings: tuple[str, int], docs: Any, query: Any
     ) -> list[dict[str, str]]:
-        docs = _check_docs(docs)
+        docs = check_docs(docs)
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         pilot = self.pilot
@@ -290,12 +300,12 @@ class ChatStore:
             if s.turns >= s.max_turns:
                 # bounded history: start over, and forget what the old one sent,
                 # so no hint can refer to a dropped turn
-                pilot._end_conversation(s.conversation_id)
+                pilot.end_conversation(s.conversation_id)
                 s.restart()
             parts = [self.header] if self.header else []
             sent: list[str] = []
             # only a history's first turn has a prefix other sessions can share
-            ordered = pilot._plan_one(docs) if docs and not s.history else docs
+            ordered = pilot.plan_one(docs) if docs and not s.history else docs
             try:
                 if docs:
                     res = pilot.deduplicate([ordered], s.conversation_id, self.hint_template)[0]
@@ -306,17 +316,18 @@ class ChatStore:
                     content = "\n\n".join([*parts, tail])
                 else:
                     tail = content = query
-                keys, tokens = pilot._measure([*sent, tail])
+                keys, tokens = pilot.measure([*sent, tail])
             except BaseException:
                 # the dedup state may count this turn's documents as sent, but
                 # they never reached the history: forget it (documents go in
                 # full again), so no hint can point at them
-                pilot._end_conversation(s.conversation_id)
+                pilot.end_conversation(s.conversation_id)
                 s.conversation_id = _new_conversation()
                 raise
             s.keys += keys
             s.tokens += tokens
-            s.last_request_id = pilot._record_path(s.keys, s.tokens)
+            recorded = pilot.record_sent(s.keys, s.tokens)
+            s.last_request_id = recorded[0] if recorded else None
             s.history.append({"role": "user", "content": content})
             s.pending = query
             s.turns += 1
@@ -331,7 +342,7 @@ class ChatStore:
                 raise ValueError(
                     f"no question awaits an answer in chat session {session_id!r}: call messages() first"
                 )
-            keys, tokens = self.pilot._measure([answer])
+            keys, tokens = self.pilot.measure([answer])
             question, s.pending = s.pending, None
             s.keys += keys
             s.tokens += tokens

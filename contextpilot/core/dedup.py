@@ -2,7 +2,7 @@
 
 Two independent tools:
 
-* :class:`ConversationStore` + :func:`deduplicate_turn` — multi-turn: per
+* :class:`DedupLedger` + :func:`deduplicate_turn` — multi-turn: per
   conversation, a block already sent in an earlier turn (or earlier in the
   same turn) is replaced by a short reference hint that quotes it, so the
   model can find it in the history the caller keeps sending. Nothing is
@@ -24,12 +24,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from contextpilot.core.blocks import Block, stable_key
+from contextpilot.core.lru import BoundedLRU
+from contextpilot.core.persist import SnapshotError, as_int, as_list, as_seconds
 
 __all__ = [
     "DEFAULT_HINT",
-    "ConversationStore",
+    "DedupLedger",
     "DedupResult",
     "PassageReport",
     "dedup_passages",
@@ -76,20 +79,20 @@ def check_hint_template(template: str) -> str:
 @dataclass
 class _Conversation:
     sent: OrderedDict[int, None] = field(default_factory=OrderedDict)
-    last: float = 0.0
     turns: int = 0
 
 
-class ConversationStore:
-    """Blocks each conversation has sent, bounded four ways.
+class DedupLedger:
+    """What each conversation was sent, for multi-turn dedup hints; bounded four ways.
 
     Invariants: at most ``max_conversations`` conversations (least recently
-    used dropped first); none idle longer than ``ttl`` seconds once
-    :meth:`expire` or any update runs; at most ``max_blocks`` remembered
-    per conversation and ``max_total_blocks`` over all of them (oldest
-    forgotten first: least recently used conversations go whole, then the
-    current one's oldest blocks — a forgotten block is simply sent again,
-    never hinted at). Not thread-safe: the owner locks.
+    used dropped first) and none idle longer than ``ttl`` seconds once
+    :meth:`expire` or any update runs (both kept by a
+    :class:`~contextpilot.core.lru.BoundedLRU`); at most ``max_blocks``
+    remembered per conversation and ``max_total_blocks`` over all of them
+    (oldest forgotten first: least recently used conversations go whole,
+    then the current one's oldest blocks — a forgotten block is simply sent
+    again, never hinted at). Not thread-safe: the owner locks.
     """
 
     def __init__(
@@ -108,10 +111,12 @@ class ConversationStore:
         self.ttl = ttl
         self.max_blocks = max_blocks
         self.max_total_blocks = max_total_blocks
-        self._clock = clock
-        self._convs: OrderedDict[str, _Conversation] = OrderedDict()
+        self._convs: BoundedLRU[_Conversation] = BoundedLRU(max_conversations, ttl, self._forget, clock)
         #: sum of len(c.sent) over all conversations
         self._total = 0
+
+    def _forget(self, c: _Conversation) -> None:
+        self._total -= len(c.sent)
 
     def __len__(self) -> int:
         return len(self._convs)
@@ -124,13 +129,13 @@ class ConversationStore:
         return self._total
 
     def ids(self) -> list[str]:
-        return list(self._convs)
+        return self._convs.ids()
 
     def info(self, cid: str) -> dict[str, float | int] | None:
-        c = self._convs.get(cid)
-        if c is None:
+        c, last = self._convs.peek(cid), self._convs.last_used(cid)
+        if c is None or last is None:
             return None
-        return {"blocks": len(c.sent), "turns": c.turns, "idle_seconds": self._clock() - c.last}
+        return {"blocks": len(c.sent), "turns": c.turns, "idle_seconds": self._convs.clock() - last}
 
     def clear(self, cid: str | None = None) -> bool:
         """Forget one conversation (returns whether it existed), or all."""
@@ -138,35 +143,16 @@ class ConversationStore:
             self._convs.clear()
             self._total = 0
             return True
-        c = self._convs.pop(cid, None)
-        if c is None:
-            return False
-        self._total -= len(c.sent)
-        return True
-
-    def _drop_oldest(self) -> None:
-        _, c = self._convs.popitem(last=False)
-        self._total -= len(c.sent)
+        return self._convs.drop(cid)
 
     def expire(self) -> int:
-        if self.ttl is None:
-            return 0
-        horizon = self._clock() - self.ttl
-        dropped = 0
-        while self._convs:
-            c = next(iter(self._convs.values()))
-            if c.last > horizon:
-                break
-            self._drop_oldest()
-            dropped += 1
-        return dropped
+        return self._convs.expire()
 
     def trim(self) -> None:
         """Apply every bound now (after a bulk load)."""
-        self.expire()
-        while len(self._convs) > self.max_conversations:
-            self._drop_oldest()
-        for c in self._convs.values():
+        self._convs.expire()
+        self._convs.trim()
+        for _, c, _ in self._convs.entries():
             while len(c.sent) > self.max_blocks:
                 c.sent.popitem(last=False)
                 self._total -= 1
@@ -174,24 +160,16 @@ class ConversationStore:
 
     def _enforce_total(self) -> None:
         while self._total > self.max_total_blocks:
-            c = next(iter(self._convs.values()))
             if len(self._convs) > 1:
-                self._drop_oldest()
+                self._convs.drop_oldest()
             else:
+                c = next(self._convs.entries())[1]
                 c.sent.popitem(last=False)
                 self._total -= 1
 
     def get(self, cid: str) -> _Conversation:
-        self.expire()
-        c = self._convs.get(cid)
-        if c is None:
-            c = self._convs[cid] = _Conversation()
-            while len(self._convs) > self.max_conversations:
-                self._drop_oldest()
-        else:
-            self._convs.move_to_end(cid)
-        c.last = self._clock()
-        return c
+        """The conversation ``cid`` (created empty), marked used."""
+        return self._convs.get(cid, _Conversation)
 
     def remember(self, c: _Conversation, key: int) -> None:
         if key not in c.sent:
@@ -203,6 +181,55 @@ class ConversationStore:
             self._total -= 1
         # ``c`` was just used (moved last), so other conversations go first
         self._enforce_total()
+
+    # -- export / load -------------------------------------------------------------
+
+    def export(self) -> list[list[Any]]:
+        """The state as JSON-ready rows ``[id, turns, idle_seconds, [key, ...]]``,
+        least recently used conversation first, each one's keys oldest
+        first. O(remembered keys)."""
+        now = self._convs.clock()
+        return [
+            [cid, c.turns, round(max(0.0, now - last), 3), list(c.sent)]
+            for cid, c, last in self._convs.entries()
+        ]
+
+    def load(self, rows: Any, *, downtime: float = 0.0) -> None:
+        """Replace every conversation by :meth:`export` rows (all or nothing:
+        a bad row raises :class:`~contextpilot.core.persist.SnapshotError`
+        and nothing changes); ``downtime`` seconds are added to idle times;
+        the bounds apply right after. O(remembered keys)."""
+        now = self._convs.clock()
+        parsed: list[tuple[str, _Conversation, float]] = []
+        for i, row in enumerate(as_list(rows, "conversations")):
+            if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str) or not row[0]:
+                raise SnapshotError(f"conversations[{i}]: expected [id, turns, idle_seconds, [keys]]")
+            c = _Conversation(turns=as_int(row[1], f"conversations[{i}].turns", 0))
+            last = now - as_seconds(row[2], f"conversations[{i}].idle_seconds") - downtime
+            for j, k in enumerate(as_list(row[3], f"conversations[{i}].keys")):
+                c.sent[as_int(k, f"conversations[{i}].keys[{j}]", 0)] = None
+            parsed.append((row[0], c, last))
+        self.clear()
+        for cid, c, last in parsed:
+            self._convs.put(cid, c, last)
+        self._total = sum(len(c.sent) for _, c, _ in self._convs.entries())
+        self.trim()
+
+    def empty_like(self) -> DedupLedger:
+        """A new, empty ledger with the same bounds and clock."""
+        return DedupLedger(
+            self.max_conversations, self.ttl, self.max_blocks, self._convs.clock, self.max_total_blocks
+        )
+
+    def replace_with(self, other: DedupLedger) -> None:
+        """Take ``other``'s conversations, e.g. one filled by :meth:`load`
+        while this ledger stayed live (``other`` is not to be used after).
+        O(conversations)."""
+        self.clear()
+        for cid, c, last in other._convs.entries():
+            self._convs.put(cid, c, last)
+        self._total = other._total
+        self.trim()
 
 
 @dataclass
@@ -240,7 +267,7 @@ class DedupResult:
 
 
 def deduplicate_turn(
-    store: ConversationStore,
+    store: DedupLedger,
     contexts: Sequence[Sequence[Block]],
     conversation_id: str,
     hint_template: str | None = None,

@@ -37,24 +37,38 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from contextpilot.core.batch_trie import BatchTrie, batch_trie
+from contextpilot.core.persist import SnapshotError, as_dict, as_int, as_list, as_seconds
 
-__all__ = ["EvictionReport", "IndexStats", "PrefixIndex"]
+__all__ = ["EvictionReport", "IndexNode", "IndexStats", "PrefixIndex"]
+
+_EVICTION_REASONS = ("engine", "capacity", "ttl")
 
 
-class _Node:
+class IndexNode:
+    """One cached block of the tree. Outside this module it is an opaque,
+    read-only cursor (e.g. where :meth:`PrefixIndex.heaviest_path` stopped);
+    only the index changes it."""
+
     __slots__ = ("key", "tokens", "parent", "children", "refs", "ends", "tick", "stamp", "alive")
 
     def __init__(
-        self, key: int, tokens: int, parent: _Node | None, refs: int = 0, tick: int = 0, stamp: float = 0.0
+        self,
+        key: int,
+        tokens: int,
+        parent: IndexNode | None,
+        refs: int = 0,
+        tick: int = 0,
+        stamp: float = 0.0,
     ) -> None:
         self.key = key
         self.tokens = tokens
         self.parent = parent
-        self.children: dict[int, _Node] = {}
+        self.children: dict[int, IndexNode] = {}
         self.refs = refs
         self.ends: set[str] | None = None
         self.tick = tick
@@ -77,7 +91,7 @@ def _row_sums(x: np.ndarray, lens: np.ndarray, offs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tokens(node: _Node) -> int:
+def _tokens(node: IndexNode) -> int:
     return node.tokens
 
 
@@ -108,6 +122,22 @@ class IndexStats:
     @property
     def hit_ratio(self) -> float:
         return self.hit_tokens / self.sent_tokens if self.sent_tokens else 0.0
+
+
+@dataclass
+class _Tree:
+    """The whole mutable state of a :class:`PrefixIndex`, for an atomic swap."""
+
+    root: IndexNode
+    requests: OrderedDict[str, IndexNode]
+    heap: list[tuple[int, int, IndexNode]]
+    tick: int
+    tokens: int
+    nodes: int
+    inserted: int
+    hit_tokens: int
+    sent_tokens: int
+    evicted: Counter[str]
 
 
 class PrefixIndex:
@@ -144,9 +174,9 @@ class PrefixIndex:
     # -- state -------------------------------------------------------------
 
     def _reset_state(self) -> None:
-        self.root = _Node(0, 0, None)
-        self._requests: OrderedDict[str, _Node] = OrderedDict()
-        self._heap: list[tuple[int, int, _Node]] = []
+        self.root = IndexNode(0, 0, None)
+        self._requests: OrderedDict[str, IndexNode] = OrderedDict()
+        self._heap: list[tuple[int, int, IndexNode]] = []
         self._seq = 0
         self._tick = 0
         self.tokens = 0
@@ -188,8 +218,8 @@ class PrefixIndex:
             return hit
 
     def heaviest_path(
-        self, available: Counter[int], start: _Node | None = None, budget: int = 128
-    ) -> tuple[list[int], _Node]:
+        self, available: Counter[int], start: IndexNode | None = None, budget: int = 128
+    ) -> tuple[list[int], IndexNode]:
         """Heaviest cached path below ``start`` (default: the root) made only
         of keys in the multiset ``available`` (not modified).
 
@@ -204,9 +234,9 @@ class PrefixIndex:
             top = start if start is not None else self.root
             rem = dict(available)
             best_w = 0
-            best: list[_Node] = []
-            path: list[_Node] = []
-            stack: list[tuple[_Node, int, int]] = [(top, 0, 0)]
+            best: list[IndexNode] = []
+            path: list[IndexNode] = []
+            stack: list[tuple[IndexNode, int, int]] = [(top, 0, 0)]
             visits = 0
             while stack and visits < budget:
                 v, depth, wsum = stack.pop()
@@ -268,7 +298,7 @@ class PrefixIndex:
                 child = node.children.get(k) if matched else None
                 if child is None:
                     matched = False
-                    child = _Node(k, int(t), node)
+                    child = IndexNode(k, int(t), node)
                     node.children[k] = child
                     self.tokens += child.tokens
                     self.nodes += 1
@@ -391,10 +421,10 @@ class PrefixIndex:
             self._enforce_bounds(now)
             return hits
 
-    def _match_trie(self, trie: BatchTrie, ukeys: list[int]) -> dict[int, _Node]:
+    def _match_trie(self, trie: BatchTrie, ukeys: list[int]) -> dict[int, IndexNode]:
         """Batch-trie nodes already in the tree, and their tree nodes
         (Python work only for nodes whose parent is in the tree)."""
-        out: dict[int, _Node] = {}
+        out: dict[int, IndexNode] = {}
         if not self.root.children or not len(trie):
             return out
         found = np.zeros(len(trie), dtype=bool)
@@ -435,14 +465,14 @@ class PrefixIndex:
         ukeys: np.ndarray,
         keep: np.ndarray,
         refs: np.ndarray,
-        matched: dict[int, _Node],
+        matched: dict[int, IndexNode],
         base: int,
         now: float,
-    ) -> list[_Node | None]:
+    ) -> list[IndexNode | None]:
         """Kept batch-trie nodes into the tree (parents first); returns the
         tree node of each batch-trie node (``None``: not kept). The leaves
         among them join the LRU heap."""
-        objs: list[_Node | None] = [None] * len(trie)
+        objs: list[IndexNode | None] = [None] * len(trie)
         root = self.root
         is_matched = _mask(len(trie), matched)
         idx = np.flatnonzero(keep & ((refs > 0) | is_matched))
@@ -465,7 +495,7 @@ class PrefixIndex:
             refs[new].tolist(),
         ):
             up = root if p < 0 else objs[p]
-            node = objs[v] = up.children[k] = _Node(k, t, up, r, tick, now)  # type: ignore[union-attr]
+            node = objs[v] = up.children[k] = IndexNode(k, t, up, r, tick, now)  # type: ignore[union-attr]
         self.tokens += int(trie.tokens[new].sum())
         self.nodes += len(new)
         # leaves: kept nodes with no kept child (matched ones may have old children)
@@ -506,7 +536,7 @@ class PrefixIndex:
                 return False
             self._tick += 1
             now = self._clock()
-            v: _Node | None = end
+            v: IndexNode | None = end
             while v is not None and v is not self.root:
                 v.tick, v.stamp = self._tick, now
                 v = v.parent
@@ -538,9 +568,137 @@ class PrefixIndex:
             self._enforce_bounds(self._clock())
             return before - len(self._requests)
 
+    # -- export / load -----------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """The state as JSON-ready data: ``{"tick", "nodes": [[parent, key,
+        tokens, tick, age], ...], "requests": [[rid, node], ...], "counters"}``.
+
+        Nodes are in preorder (a parent before its children; parent ``-1`` is
+        the root), children in insertion order; ages are seconds since last
+        use. Requests in LRU order. O(nodes + requests), under the lock.
+        """
+        with self._lock:
+            now = self._clock()
+            nodes: list[list[Any]] = []
+            pos: dict[int, int] = {id(self.root): -1}
+            stack = [self.root]
+            while stack:
+                v = stack.pop()
+                if v is not self.root:
+                    assert v.parent is not None
+                    pos[id(v)] = len(nodes)
+                    age = round(max(0.0, now - v.stamp), 3)
+                    nodes.append([pos[id(v.parent)], v.key, v.tokens, v.tick, age])
+                stack.extend(reversed(v.children.values()))  # popped in insertion order: restored alike
+            return {
+                "tick": self._tick,
+                "nodes": nodes,
+                "requests": [[rid, pos[id(end)]] for rid, end in self._requests.items()],
+                "counters": {
+                    "inserted": self._inserted,
+                    "hit_tokens": self._hit_tokens,
+                    "sent_tokens": self._sent_tokens,
+                    "evicted": {r: self._evicted[r] for r in _EVICTION_REASONS},
+                },
+            }
+
+    def load(self, data: Any, *, downtime: float = 0.0) -> int:
+        """Replace the whole state by :meth:`export` data (all or nothing).
+
+        ``downtime`` seconds are added to every age, so TTLs keep counting
+        across a restart; this index's own bounds apply right after. Returns
+        the requests those bounds dropped. A bad export raises
+        :class:`~contextpilot.core.persist.SnapshotError` naming the field,
+        and the index is unchanged. O(nodes + requests).
+        """
+        tree = self._parse(as_dict(data, "index"), downtime)
+        with self._lock:
+            saved = self._swap(tree)
+            before = len(self._requests)
+            try:
+                self._enforce_bounds(self._clock())
+                self.check()
+            except AssertionError as e:
+                self._swap(saved)
+                raise SnapshotError(f"index invariant broken: {e}") from None
+            return before - len(self._requests)
+
+    def _parse(self, data: dict[str, Any], downtime: float) -> _Tree:
+        now = self._clock()
+        root = IndexNode(0, 0, None)
+        built: list[IndexNode] = []
+        tokens = 0
+        for i, row in enumerate(as_list(data.get("nodes"), "index.nodes")):
+            if not isinstance(row, list) or len(row) != 5:
+                raise SnapshotError(f"index.nodes[{i}]: expected [parent, key, tokens, tick, age]")
+            parent_i = as_int(row[0], f"index.nodes[{i}].parent", -1)
+            if parent_i >= i:
+                raise SnapshotError(f"index.nodes[{i}]: parent {parent_i} does not come first")
+            parent = root if parent_i < 0 else built[parent_i]
+            key = as_int(row[1], f"index.nodes[{i}].key", 0)
+            if key in parent.children:
+                raise SnapshotError(f"index.nodes[{i}]: key {key} twice under one parent")
+            v = IndexNode(key, as_int(row[2], f"index.nodes[{i}].tokens", 0), parent)
+            v.tick = as_int(row[3], f"index.nodes[{i}].tick", 0)
+            v.stamp = now - as_seconds(row[4], f"index.nodes[{i}].age") - downtime
+            parent.children[key] = v
+            built.append(v)
+            tokens += v.tokens
+        requests: OrderedDict[str, IndexNode] = OrderedDict()
+        for i, row in enumerate(as_list(data.get("requests"), "index.requests")):
+            if not isinstance(row, list) or len(row) != 2 or not isinstance(row[0], str) or not row[0]:
+                raise SnapshotError(f"index.requests[{i}]: expected [request id, node]")
+            rid, at = row[0], as_int(row[1], f"index.requests[{i}].node", 0)
+            if at >= len(built) or rid in requests:
+                raise SnapshotError(f"index.requests[{i}]: unknown node or repeated id")
+            end = built[at]
+            if end.ends is None:
+                end.ends = set()
+            end.ends.add(rid)
+            requests[rid] = end
+        # refs bottom-up: preorder reversed visits children before parents
+        for v in reversed(built):
+            v.refs += len(v.ends or ())
+            if v.refs == 0:
+                raise SnapshotError("index: a cached block no live request runs through")
+            assert v.parent is not None
+            v.parent.refs += v.refs
+        heap = [(v.tick, i, v) for i, v in enumerate(built) if not v.children]
+        heapq.heapify(heap)
+        counters = as_dict(data.get("counters"), "index.counters")
+        evicted = as_dict(counters.get("evicted"), "index.counters.evicted")
+        return _Tree(
+            root=root,
+            requests=requests,
+            heap=heap,
+            tick=max(as_int(data.get("tick"), "index.tick", 0), max((v.tick for v in built), default=0)),
+            tokens=tokens,
+            nodes=len(built),
+            inserted=as_int(counters.get("inserted"), "index.counters.inserted", 0),
+            hit_tokens=as_int(counters.get("hit_tokens"), "index.counters.hit_tokens", 0),
+            sent_tokens=as_int(counters.get("sent_tokens"), "index.counters.sent_tokens", 0),
+            evicted=Counter(
+                {r: as_int(evicted.get(r, 0), f"index.counters.evicted.{r}", 0) for r in _EVICTION_REASONS}
+            ),
+        )
+
+    def _swap(self, tree: _Tree) -> _Tree:
+        """Install ``tree`` (caller holds the lock); returns the old state."""
+        old = _Tree(
+            self.root, self._requests, self._heap, self._tick, self.tokens, self.nodes,
+            self._inserted, self._hit_tokens, self._sent_tokens, self._evicted,
+        )  # fmt: skip
+        self.root, self._requests, self._heap = tree.root, tree.requests, tree.heap
+        self._seq, self._tick = len(tree.heap), tree.tick
+        self.tokens, self.nodes = tree.tokens, tree.nodes
+        self._inserted, self._hit_tokens, self._sent_tokens = tree.inserted, tree.hit_tokens, tree.sent_tokens
+        self._evicted = tree.evicted
+        return old
+
     # -- internals -------------------------------------------------------------
 
-    def _push(self, node: _Node) -> None:
+    def _push(self, node: IndexNode) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (node.tick, self._seq, node))
         if len(self._heap) > 2 * self.nodes + 1024:
@@ -548,7 +706,7 @@ class PrefixIndex:
             heapq.heapify(self._heap)
             self._seq = len(self._heap)
 
-    def _leaves(self) -> list[_Node]:
+    def _leaves(self) -> list[IndexNode]:
         out, stack = [], list(self.root.children.values())
         while stack:
             v = stack.pop()
@@ -562,7 +720,7 @@ class PrefixIndex:
         end = self._requests.pop(rid)
         assert end.ends is not None
         end.ends.discard(rid)
-        v: _Node | None = end
+        v: IndexNode | None = end
         while v is not None and v is not self.root:
             v.refs -= 1
             parent = v.parent
@@ -570,7 +728,7 @@ class PrefixIndex:
                 self._remove_leaf(v)
             v = parent
 
-    def _remove_leaf(self, v: _Node) -> None:
+    def _remove_leaf(self, v: IndexNode) -> None:
         parent = v.parent
         assert parent is not None and not v.children
         del parent.children[v.key]
@@ -580,7 +738,7 @@ class PrefixIndex:
         if parent is not self.root and not parent.children:
             self._push(parent)
 
-    def _evict_leaf(self, v: _Node, reason: str) -> None:
+    def _evict_leaf(self, v: IndexNode, reason: str) -> None:
         """Cache-driven eviction of one leaf: requests ending here keep
         what remains of their path, or are dropped when nothing does."""
         parent = v.parent
@@ -630,7 +788,7 @@ class PrefixIndex:
         """Raise ``AssertionError`` if any invariant is broken (for tests)."""
         with self._lock:
             tokens = nodes = 0
-            seen: dict[str, _Node] = {}
+            seen: dict[str, IndexNode] = {}
             stack = [self.root]
             while stack:
                 v = stack.pop()

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contextpilot.core.cluster import Forest
-from contextpilot.core.index import PrefixIndex, _Node
+from contextpilot.core.index import IndexNode, PrefixIndex
 from contextpilot.core.recent import RecentRequests
 
 __all__ = ["Emitter", "PlanItems"]
@@ -59,8 +59,8 @@ class Emitter:
         self.recent = recent if recent is not None and len(recent) else None
 
     def order_label(
-        self, label: set[int], cursor: _Node | None, hint: Sequence[int]
-    ) -> tuple[list[int], _Node | None]:
+        self, label: set[int], cursor: IndexNode | None, hint: Sequence[int]
+    ) -> tuple[list[int], IndexNode | None]:
         """Order one label's pids; returns them and the cache cursor for
         what follows (``None`` once the prefix has left the cache).
         ``hint``: the pids of a request holding the label, in the caller's
@@ -105,7 +105,7 @@ class Emitter:
             leftmost[n + j] = leftmost[a]
         # explicit stack: (node, prefix pids, placed set, cache cursor)
         for root in forest.roots:
-            stack: list[tuple[int, list[int], frozenset[int], _Node | None]] = [
+            stack: list[tuple[int, list[int], frozenset[int], IndexNode | None]] = [
                 (root, [], frozenset(), root_cursor)
             ]
             while stack:

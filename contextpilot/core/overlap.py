@@ -51,7 +51,9 @@ def overlap_matrix(
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def _overlap_torch(rows, cols, weights, n, n_blocks) -> sp.csr_matrix:
+def _overlap_torch(
+    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int, n_blocks: int
+) -> sp.csr_matrix:
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

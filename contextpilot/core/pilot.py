@@ -35,7 +35,7 @@ from contextpilot.core.batch import split
 from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import (
-    ConversationStore,
+    DedupLedger,
     DedupResult,
     check_hint_template,
     deduplicate_turn,
@@ -43,8 +43,9 @@ from contextpilot.core.dedup import (
 from contextpilot.core.ids import is_health_check, new_request_id, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
 from contextpilot.core.overlap import resolve_backend
+from contextpilot.core.persist import as_dict, as_int
 from contextpilot.core.planner import DEFAULT_CHUNK, FlatSchedule, PlanOptions, plan
-from contextpilot.core.prompt import build_messages
+from contextpilot.core.prompt import build_messages, check_docs
 from contextpilot.core.recent import RecentRequests
 from contextpilot.core.workers import available_cpus
 
@@ -59,6 +60,9 @@ _LEGACY_OPTIONS = {"alpha", "linkage_method", "batch_size"}
 
 @dataclass
 class ReorderResult:
+    """What :meth:`ContextPilot.reorder_detailed` planned: ``reordered[j]``
+    holds exactly the blocks of ``contexts[order[j]]``; run in that order."""
+
     reordered: list[list[Block]]
     order: list[int]
     #: request id of each scheduled request (stateful mode), aligned with ``reordered``
@@ -131,7 +135,7 @@ class ContextPilot:
         self._lock = threading.RLock()
         self._index = PrefixIndex(capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests)
         self._recent = RecentRequests(recent_requests)
-        self._conversations = ConversationStore(max_conversations, conversation_ttl)
+        self._conversations = DedupLedger(max_conversations, conversation_ttl)
         self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
         self._calls = 0
         self._planned = 0
@@ -249,9 +253,7 @@ class ContextPilot:
             if rid in self._index:
                 self._index.touch(rid)
                 return rid, 0
-            table = BlockTable(self._counter)
-            ids = [table.intern(b) for b in row]
-            return self._record([table.key(i) for i in ids], [table.tokens(i) for i in ids], rid)
+            return self._record(*BlockTable(self._counter).measure(row), rid)
 
     # -- prompts ---------------------------------------------------------------
 
@@ -275,18 +277,18 @@ class ContextPilot:
         for you (append-only history, hints only for text in that history,
         bounded restarts), use :meth:`chat` instead.
         """
-        docs = _check_docs(docs, "docs")
-        ordered = docs
+        docs = check_docs(docs, "docs")
+        ordered: Sequence[Block] = docs
         hints: dict[int, str] = {}
         with self._lock:
             if docs:
-                ordered = self._plan_one(docs)
+                ordered = self.plan_one(docs)
             if conversation_id is not None:
                 res = deduplicate_turn(self._conversations, [ordered], conversation_id, self.hint_template)[0]
                 hints = dict(zip(res.hinted_positions, res.reference_hints))
             if docs:
                 # the index learns what is really sent: hints replace repeats
-                self._record_path(*self._measure([hints.get(i, d) for i, d in enumerate(ordered)]))
+                self.record_sent(*self.measure([hints.get(i, d) for i, d in enumerate(ordered)]))
         return build_messages(
             ordered, query, original=docs, system_instruction=system_instruction, hints=hints
         )
@@ -304,7 +306,7 @@ class ContextPilot:
                 f"all_docs and all_queries must be lists of equal length "
                 f"(got {len(all_docs)} and {1 if isinstance(all_queries, str) else len(all_queries)})"
             )
-        docs = [_check_docs(d, f"all_docs[{i}]") for i, d in enumerate(all_docs)]
+        docs = [check_docs(d, f"all_docs[{i}]") for i, d in enumerate(all_docs)]
         r = self.reorder_detailed(docs)
         messages = [
             build_messages(
@@ -345,7 +347,7 @@ class ContextPilot:
         """Forget one conversation's dedup state, and the :meth:`chat`
         session of that id (history included); False if neither existed."""
         chat = self._chats.end(conversation_id)
-        return self._end_conversation(conversation_id) or chat
+        return self.end_conversation(conversation_id) or chat
 
     # -- chat sessions ------------------------------------------------------------------
 
@@ -373,28 +375,40 @@ class ContextPilot:
     def chats(self) -> ChatStore:
         return self._chats
 
-    # -- internals shared with chat sessions ------------------------------------------
+    # -- the interface chat sessions use (:class:`contextpilot.core.chat.ChatBackend`) --------
 
-    def _plan_one(self, docs: list[str]) -> list[Block]:
-        """One request's blocks in cache order (live index unless stateless), not recorded."""
+    def plan_one(self, docs: Sequence[Block]) -> list[Block]:
+        """One request's blocks in cache order (live index unless stateless),
+        not recorded: pair with :meth:`record_sent` once the prompt is final."""
         with self._lock:
-            return self._reorder([docs], not self.stateless, record=False).reordered[0]
+            return self._reorder([list(docs)], not self.stateless, record=False).reordered[0]
 
-    def _measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]:
-        """Stable keys and token lengths of ``blocks``."""
-        with self._lock:
-            table = BlockTable(self._counter)
-            ids = [table.intern(b) for b in blocks]
-            return [table.key(i) for i in ids], [table.tokens(i) for i in ids]
+    def measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]:
+        """Stable keys and token lengths of ``blocks`` (this pilot's token counter)."""
+        return BlockTable(self._counter).measure(blocks)
 
-    def _record_path(self, keys: list[int], tokens: list[int]) -> str | None:
-        """The index learns one sent request (a fresh id); None when stateless."""
+    def record_sent(self, keys: list[int], tokens: list[int]) -> tuple[str, int] | None:
+        """The index learns one sent request (keys and tokens from
+        :meth:`measure`) under a fresh id; returns that id and the tokens
+        the index believed cached. None when stateless or empty."""
         if self.stateless or not keys:
             return None
         with self._lock:
-            return self._record(keys, tokens)[0]
+            return self._record(keys, tokens)
 
-    def _end_conversation(self, conversation_id: str) -> bool:
+    def plan_batch(self, contexts: list[list[Block]], *, stateless: bool | None = None) -> ReorderResult:
+        """Like :meth:`reorder_detailed`, but nothing is recorded (no request
+        ids): the caller records what it finally sends with :meth:`record_sent`
+        (e.g. after dedup hints replaced repeats). ``contexts`` must come from
+        :func:`~contextpilot.core.blocks.validate_contexts` (checked once by
+        the caller, for a whole batch split over several pilots)."""
+        use_state = not (self.stateless if stateless is None else stateless)
+        with self._lock:
+            return self._reorder(contexts, use_state, record=False)
+
+    def end_conversation(self, conversation_id: str) -> bool:
+        """Forget one conversation's dedup state only (not a chat session of
+        that id: see :meth:`end_session`); False if unknown."""
         with self._lock:
             return self._conversations.clear(conversation_id)
 
@@ -425,12 +439,55 @@ class ContextPilot:
             self._recent.clear()
             self._conversations.clear()
 
+    def export(self) -> dict[str, Any]:
+        """The live state as JSON-ready data, consistent (under the lock):
+        ``{"index", "conversations", "recent", "pilot": {"calls", "planned"}}``,
+        each part its store's ``export()``. Blocks appear only as stable
+        keys, never as text. Chat histories are not included. O(state)."""
+        with self._lock:
+            return {
+                "index": self._index.export(),
+                "conversations": self._conversations.export(),
+                "recent": self._recent.export(),
+                "pilot": {"calls": self._calls, "planned": self._planned},
+            }
+
+    def load(self, data: Any, *, downtime: float = 0.0) -> dict[str, int]:
+        """Replace the live state by :meth:`export` data, all or nothing: every
+        part is checked into fresh stores first, so a bad value raises
+        :class:`~contextpilot.core.persist.SnapshotError` (a ValueError) naming
+        the field and the instance is unchanged. ``downtime`` seconds are
+        added to every age (TTLs keep counting); this instance's bounds apply
+        right after. Returns what was kept: requests, nodes, conversations,
+        recent, and dropped_by_bounds. O(state)."""
+        data = as_dict(data, "state")
+        with self._lock:
+            convs = self._conversations.empty_like()
+            index_data = as_dict(data.get("index"), "index")
+            convs.load(data.get("conversations"), downtime=downtime)
+            recent = RecentRequests(self._recent.capacity, self._recent.max_posting)
+            recent.load(data.get("recent"))
+            counters = as_dict(data.get("pilot"), "pilot")
+            calls = as_int(counters.get("calls"), "pilot.calls", 0)
+            planned = as_int(counters.get("planned"), "pilot.planned", 0)
+            dropped = self._index.load(index_data, downtime=downtime)  # the last step that can fail
+            self._conversations.replace_with(convs)
+            self._recent = recent
+            self._calls, self._planned = calls, planned
+            return {
+                "requests": len(self._index),
+                "nodes": self._index.nodes,
+                "conversations": len(self._conversations),
+                "recent": len(self._recent),
+                "dropped_by_bounds": dropped,
+            }
+
     @property
     def index(self) -> PrefixIndex:
         return self._index
 
     @property
-    def conversations(self) -> ConversationStore:
+    def conversations(self) -> DedupLedger:
         return self._conversations
 
     def stats(self) -> dict[str, Any]:
@@ -456,12 +513,3 @@ class ContextPilot:
             }
 
     get_stats = stats
-
-
-def _check_docs(docs: Any, name: str) -> list[str]:
-    if isinstance(docs, (str, bytes)) or not isinstance(docs, Sequence):
-        raise ValueError(f"{name} must be a list of document strings")
-    for j, d in enumerate(docs):
-        if not isinstance(d, str):
-            raise ValueError(f"{name}[{j}] must be a string, got {type(d).__name__}")
-    return list(docs)

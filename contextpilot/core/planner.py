@@ -133,7 +133,7 @@ def plan(
     gc.disable()  # millions of small containers: the cyclic GC only costs here
     try:
         n_workers = min(opts.workers, -(-len(contexts) // opts.chunk_size))
-        with WorkerPool(n_workers if n_workers > 1 else 0) as pool:
+        with WorkerPool(n_workers if n_workers > 1 else 0, warm=(__name__,)) as pool:
             return _plan_with(pool, contexts, token_counter, table, index, recent, opts)
     finally:
         if gc_was_on:

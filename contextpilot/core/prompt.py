@@ -13,16 +13,27 @@ prefixes stay shareable. Layout:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from contextpilot.core.blocks import Block
 from contextpilot.core.dedup import doc_ref
 
-__all__ = ["DEFAULT_SYSTEM", "build_messages", "relevance_line", "render_documents"]
+__all__ = ["DEFAULT_SYSTEM", "build_messages", "check_docs", "relevance_line", "render_documents"]
 
 DEFAULT_SYSTEM = (
     "Answer the user's question using the documents below. Each document starts "
     "with its label in square brackets."
 )
+
+
+def check_docs(docs: Any, name: str = "docs") -> list[str]:
+    """``docs`` as a list of strings, or ValueError naming the bad position."""
+    if isinstance(docs, (str, bytes)) or not isinstance(docs, Sequence):
+        raise ValueError(f"{name} must be a list of document strings")
+    for j, d in enumerate(docs):
+        if not isinstance(d, str):
+            raise ValueError(f"{name}[{j}] must be a string, got {type(d).__name__}")
+    return list(docs)
 
 
 def _render(doc: Block) -> str:

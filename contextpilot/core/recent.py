@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from contextpilot.core.persist import as_int, as_list
 
 __all__ = ["RecentRequests"]
 
@@ -44,6 +47,28 @@ class RecentRequests:
 
     def __len__(self) -> int:
         return self._count
+
+    def export(self) -> list[list[int]]:
+        """The kept requests' keys (each sorted), oldest first. O(kept keys)."""
+        n = self.capacity
+        out = []
+        for i in range(n):  # oldest first: the ring starts at the next slot to overwrite
+            slot = self._slots[(self._next + i) % n]
+            if slot is not None:
+                out.append(sorted(slot))
+        return out
+
+    def load(self, rows: Any) -> None:
+        """Replace the contents by :meth:`export` rows (all or nothing: a bad
+        row raises :class:`~contextpilot.core.persist.SnapshotError`); only
+        the newest ``capacity`` rows are kept."""
+        parsed = [
+            [as_int(k, f"recent[{i}][{j}]") for j, k in enumerate(as_list(row, f"recent[{i}]"))]
+            for i, row in enumerate(as_list(rows, "recent"))
+        ]
+        self.clear()
+        for row in parsed[-self.capacity :]:
+            self.add(row)
 
     def add(self, keys: Iterable[int]) -> None:
         slot = self._next
@@ -85,7 +110,7 @@ class RecentRequests:
             if q:
                 for slot, g in q:
                     if gen[slot] == g:
-                        sim[slot] += w
+                        sim[slot] += w  # type: ignore[assignment]  # float weights in a Counter, on purpose
         out: Counter[int] = Counter()
         for slot, s in sim.most_common(top):
             members = slots[slot]

@@ -35,7 +35,7 @@ __all__ = ["WorkerPool", "available_cpus"]
 
 _log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<Q")
-_BOOT = "from contextpilot.core.workers import _serve; _serve()"
+_BOOT = "from contextpilot.core.workers import _serve; _serve({warm!r})"
 
 #: a task: the function and a zero-argument builder of its arguments
 Task = tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]
@@ -67,14 +67,18 @@ def _recv(stream: Any) -> Any:
     return pickle.loads(data)
 
 
-def _serve() -> None:
-    """Worker main loop: run tasks from stdin until it closes."""
+def _serve(warm: tuple[str, ...] = ()) -> None:
+    """Worker main loop: run tasks from stdin until it closes. ``warm``:
+    modules to import first (the caller's task modules), while the parent is
+    still preparing the tasks."""
     import gc
+    import importlib
 
     gc.disable()  # planning builds millions of small containers; no cycles
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
-    import contextpilot.core.planner  # noqa: F401  (warm up while the parent interns)
+    for name in warm:
+        importlib.import_module(name)
 
     while True:
         try:
@@ -89,9 +93,9 @@ def _serve() -> None:
 
 
 class _Worker:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], warm: tuple[str, ...]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT],
+            [sys.executable, "-c", _BOOT.format(warm=tuple(warm))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -121,7 +125,7 @@ class WorkerPool:
     caller's work). Use as a context manager; :attr:`size` is 0 when none
     could start (then :meth:`map` runs everything in this process)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, warm: tuple[str, ...] = ()) -> None:
         self.workers: list[_Worker] = []
         self._warned = False
         if n < 1:
@@ -134,7 +138,7 @@ class WorkerPool:
             if not sys.executable:
                 raise OSError("no Python executable to start workers with")
             for _ in range(n):
-                self.workers.append(_Worker(env))
+                self.workers.append(_Worker(env, warm))
         except OSError as e:
             self._warn(f"cannot start planning workers ({e}); planning in this process")
             self.close()

@@ -30,8 +30,8 @@ from contextpilot.core.blocks import ContextError
 from contextpilot.core.planner import plan
 from contextpilot.distributed.executors import require_ray
 from contextpilot.distributed.partition import partition
-from contextpilot.distributed.shards import ReplicaStream, ShardedPlan
 from contextpilot.distributed.signatures import Signatures, signatures, validate_chunk
+from contextpilot.distributed.streams import ReplicaStream, ShardedPlan
 
 __all__ = ["plan_dataset"]
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -35,61 +34,14 @@ import numpy as np
 from contextpilot.core.blocks import Block, ContextError
 from contextpilot.core.planner import plan
 from contextpilot.distributed.executors import Executor, get_executor
-from contextpilot.distributed.partition import DEFAULT_IMBALANCE, DEFAULT_ROUNDS, Partition, partition
+from contextpilot.distributed.partition import DEFAULT_IMBALANCE, DEFAULT_ROUNDS, partition
 from contextpilot.distributed.signatures import DEFAULT_SKETCH, Signatures, signatures, validate_chunk
+from contextpilot.distributed.streams import ReplicaStream, ShardedPlan
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "ReplicaStream", "ShardedPlan", "plan_assigned", "plan_shard", "plan_shards"]
 
 #: Requests per signature task: large enough to amortise task overhead.
 DEFAULT_CHUNK_ROWS = 50_000
-
-
-@dataclass
-class ReplicaStream:
-    """What one replica runs, in order."""
-
-    replica: int
-    #: input index of each request, in run order
-    indices: list[int]
-    #: the requests' blocks in planned order, aligned with ``indices``
-    contexts: list[list[Block]]
-    #: tokens of all blocks of the shard
-    tokens: int = 0
-    #: tokens the plan shares within the shard at unbounded cache
-    shared_tokens: int = 0
-    #: seconds the core planner took on this shard (in its worker)
-    plan_seconds: float = 0.0
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-@dataclass
-class ShardedPlan:
-    streams: list[ReplicaStream]
-    #: the partition used (``None`` when the caller gave the assignment)
-    partition: Partition | None = None
-    #: wall time per step: signatures, partition, plan, total
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def replicas(self) -> int:
-        return len(self.streams)
-
-    @property
-    def total_tokens(self) -> int:
-        return sum(s.tokens for s in self.streams)
-
-    @property
-    def shared_tokens(self) -> int:
-        return sum(s.shared_tokens for s in self.streams)
-
-    @property
-    def imbalance(self) -> float:
-        """Max shard tokens / mean shard tokens."""
-        loads = [s.tokens for s in self.streams]
-        mean = sum(loads) / max(1, len(loads))
-        return max(loads) / mean if mean > 0 else 1.0
 
 
 def _is_ray_dataset(data: Any) -> bool:

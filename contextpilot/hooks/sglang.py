@@ -190,11 +190,6 @@ class SGLangSync:
             }
 
 
-def sync_of(cache: Any) -> SGLangSync | None:
-    """The sync attached to a cache instance (``None`` when not hooked)."""
-    return getattr(cache, "__dict__", {}).get(_SYNC_ATTR)
-
-
 def _sglang_wrappers(cls: type, notifier: EvictionNotifier) -> dict[str, Any]:
     orig_take: list[Callable[[Any], list[Any]]] = []  # filled once the original is known
 

@@ -49,10 +49,6 @@ class RequestEntries:
     def __len__(self) -> int:
         return len(self._by_rid)
 
-    def entries_of(self, rid: str) -> frozenset[Hashable]:
-        with self._lock:
-            return frozenset(self._by_rid.get(rid, ()))
-
     def add(self, rid: str, entries: Iterable[Hashable]) -> None:
         """Record that ``rid``'s KV lives (also) in ``entries``."""
         with self._lock:

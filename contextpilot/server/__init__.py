@@ -18,9 +18,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("ContextPilotIndexClient", "AsyncContextPilotIndexClient", "ContextPilotError"):
-        from contextpilot.server import http_client
+        from contextpilot import client
 
-        return getattr(http_client, name)
+        return getattr(client, name)
     if name == "create_app":
         from contextpilot.server.app import create_app
 

@@ -20,12 +20,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from contextpilot.core.blocks import Block, BlockTable, ContextError, validate_contexts
+from contextpilot.core.blocks import ContextError
 from contextpilot.core.dedup import DedupResult, check_hint_template
+from contextpilot.core.fanout import FieldError, reorder_over
 from contextpilot.core.ids import is_health_check, normalize_request_id
 from contextpilot.core.index import EvictionReport
-from contextpilot.core.pilot import ReorderResult
-from contextpilot.core.planner import plan
 from contextpilot.server.limits import unprocessable
 from contextpilot.server.models import (
     DedupRequest,
@@ -77,38 +76,35 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
     conversations: list[str] | None = None
     if req.deduplicate:
         if req.conversation_ids is not None:
-            if len(req.conversation_ids) != len(req.contexts):
-                raise unprocessable(["conversation_ids"], "needs one conversation id per context")
             conversations = list(req.conversation_ids)
         elif req.conversation_id is not None:
             conversations = [req.conversation_id] * len(req.contexts)
         else:
             raise unprocessable(["conversation_id"], "deduplicate needs conversation_id or conversation_ids")
-        if req.hint_template is not None:
-            try:
-                check_hint_template(req.hint_template)
-            except ValueError as e:
-                raise unprocessable(["hint_template"], str(e)) from None
     reps = st.replicas
     pinned = _replica(st, req.replica, ["replica"]) if req.replica is not None else None
     use_state = not (st.config.stateless if stateless is None else stateless)
-    names: list[str] | None = None
+    routed = reps.multi and use_state  # a stateless plan touches no replica's index
     t0 = time.perf_counter()
     try:
-        if reps.multi and use_state:
-            r, names = _routed_reorder(st, req.contexts, pinned)
-        else:
-            r = st.pilot.reorder_detailed(req.contexts, stateless=stateless)
+        out = reorder_over(
+            [x.pilot for x in reps] if routed else [reps.primary.pilot],
+            req.contexts,
+            place=reps.placement(pinned) if routed else None,
+            stateless=stateless,
+            conversations=conversations,
+            hint_template=req.hint_template,
+        )
     except ContextError as e:
         raise _context_error(e) from None
-    st.planning.observe(time.perf_counter() - t0)
-    st.planned.inc(len(req.contexts))
+    except FieldError as e:
+        raise unprocessable([e.field], str(e)) from None
+    st.metrics.planning.observe(time.perf_counter() - t0)
+    st.metrics.planned.inc(len(req.contexts))
+    r = out.result
     dedup = None
-    if conversations is not None:
-        results = []
-        for j, i in enumerate(r.order):
-            (res,) = st.pilot.deduplicate([r.reordered[j]], conversations[i], req.hint_template)
-            results.append(_dedup_model(res, conversations[i], r.request_ids[j] if r.request_ids else None))
+    if out.dedup is not None and conversations is not None:
+        results = [_dedup_model(res, conversations[i], res.request_id) for res, i in zip(out.dedup, r.order)]
         dedup = DedupSummary(
             results=results,
             total_docs_deduplicated=sum(1 for x in results if x.blocks_deduped),
@@ -132,7 +128,7 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
         ),
         deduplication=dedup,
         scheduled_contexts=r.reordered if schedule else None,
-        replicas=names,
+        replicas=[reps[p].name for p in out.placed] if routed else None,
     )
 
 
@@ -142,58 +138,6 @@ def _replica(st: ServerState, ref: str, loc: list[Any]) -> Replica:
     if found is None:
         raise unprocessable(loc, f"no replica {ref!r}; known: {', '.join(st.replicas.names())}")
     return found
-
-
-def _keys(table: BlockTable, ctx: list[Block]) -> tuple[list[int], list[int]]:
-    ids = [table.intern(b) for b in ctx]
-    return [table.key(i) for i in ids], [table.tokens(i) for i in ids]
-
-
-def _routed_reorder(
-    st: ServerState, contexts: list[list[Block]], pinned: Replica | None
-) -> tuple[ReorderResult, list[str]]:
-    """Plan each context for one replica (see the module docstring)."""
-    reps, router = st.replicas, st.replicas.router
-    ctxs = validate_contexts(contexts)
-    table = BlockTable()
-    if pinned is not None:
-        parts = {pinned.position: list(range(len(ctxs)))}
-        for ctx in ctxs:
-            router.note(pinned.position, "pinned", sum(_keys(table, ctx)[1]))
-    elif len(ctxs) == 1:
-        keys, toks = _keys(table, ctxs[0])
-        d, _ = router.route(router.set_hits(keys, toks), sum(toks), acquire=False)
-        parts = {d.replica: [0]}
-    else:
-        groups = plan(ctxs, table=table).groups
-        seen = {i for g in groups for i in g}
-        groups += [[i] for i in range(len(ctxs)) if i not in seen]
-        hits, sizes = [], []
-        for g in groups:
-            kt = [_keys(table, ctxs[i]) for i in g]
-            keys = [k for ks, _ in kt for k in ks]
-            toks = [t for _, ts in kt for t in ts]
-            hits.append(router.set_hits(keys, toks))
-            sizes.append(sum(toks))
-        parts = {}
-        for g, r in zip(groups, router.assign_groups(hits, sizes)):
-            parts.setdefault(r, []).extend(g)
-    out = ReorderResult(reordered=[], order=[], request_ids=[], groups=[], mode="initial")
-    names: list[str] = []
-    for pos in sorted(parts):
-        members = parts[pos]
-        replica = reps[pos]
-        sub = replica.pilot.reorder_detailed([ctxs[i] for i in members])
-        out.reordered += sub.reordered
-        out.order += [members[j] for j in sub.order]
-        out.request_ids += sub.request_ids
-        out.groups += [[members[j] for j in g] for g in sub.groups]
-        out.cached_tokens += sub.cached_tokens
-        out.total_tokens += sub.total_tokens
-        if sub.mode == "incremental":
-            out.mode = "incremental"
-        names += [replica.name] * len(sub.reordered)
-    return out, names
 
 
 @router.post("/reorder", response_model=ReorderResponse, response_model_exclude_none=True)
@@ -275,9 +219,9 @@ def _evict(st: ServerState, req: EvictRequest) -> EvictResponse:
         rep.not_found = left
         gone = set(rep.removed)
         rep.removed = [i for i in ids if i in gone]  # notice order, whichever replica held them
-    st.evicted.inc(len(rep.removed))
+    st.metrics.evicted.inc(len(rep.removed))
     for name, n in by.items():
-        st.replica_evicted.inc(n, name)
+        st.metrics.replica_evicted.labels(name).inc(n)
     return EvictResponse(
         removed_count=len(rep.removed),
         removed=rep.removed,

@@ -35,7 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from contextpilot.core.blocks import default_token_counter
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
-from contextpilot.server.engine_proxy import EngineError
+from contextpilot.server.engine_client import EngineError
 from contextpilot.server.limits import Limits, unprocessable
 from contextpilot.server.models import ChatCompletionBody, CompletionBody, WarmRequest, WarmResponse
 from contextpilot.server.replicas import Replica
@@ -156,10 +156,10 @@ async def _send(
         resp, raw = await replica.proxy.post(path, body, headers=headers, stream=stream)
     except EngineError as e:
         lease.release()
-        st.engine_errors.inc(1, e.kind)
-        st.replica_errors.inc(1, replica.name, e.kind)
+        st.metrics.engine_errors.labels(e.kind).inc()
+        st.metrics.replica_errors.labels(replica.name, e.kind).inc()
         return e.response(headers=extra or None)
-    st.replica_proxied.inc(1, replica.name)
+    st.metrics.replica_proxied.labels(replica.name).inc()
     if isinstance(resp, StreamingResponse):
         resp.body_iterator = _released(resp.body_iterator, lease)
     else:
@@ -186,7 +186,7 @@ async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> 
     _check_shape(body, ChatCompletionBody if chat else CompletionBody)
     stream = bool(body.get("stream"))
     endpoint = path.rsplit("/", 1)[-1]
-    st.proxied.inc(1, endpoint)
+    st.metrics.proxied.labels(endpoint).inc()
     multi = st.replicas.multi
     if st.config.passthrough:
         replica, lease = await run_in_threadpool(_route, st, [], None)
@@ -215,10 +215,10 @@ def _account_usage(st: ServerState, raw: bytes, replica: str) -> None:
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
     except (ValueError, AttributeError, TypeError):
         return  # not JSON (or not ours to read): the body still passes through
-    st.prompt_tokens.inc(prompt)
-    st.cached_tokens.inc(cached)
-    st.replica_prompt_tokens.inc(prompt, replica)
-    st.replica_cached_tokens.inc(cached, replica)
+    st.metrics.prompt_tokens.inc(prompt)
+    st.metrics.cached_tokens.inc(cached)
+    st.metrics.replica_prompt_tokens.labels(replica).inc(prompt)
+    st.metrics.replica_cached_tokens.labels(replica).inc(cached)
 
 
 @router.post("/v1/completions")
@@ -289,8 +289,8 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
             try:
                 resp, _ = await replica.proxy.post("/v1/completions", body, headers={"X-Request-Id": rid})
             except EngineError as e:
-                st.engine_errors.inc(1, e.kind)
-                st.replica_errors.inc(1, replica.name, e.kind)
+                st.metrics.engine_errors.labels(e.kind).inc()
+                st.metrics.replica_errors.labels(replica.name, e.kind).inc()
                 failed[replica.name].append({"index": i, "status": e.status, "error": e.message})
                 return
         if resp.status_code >= 400:

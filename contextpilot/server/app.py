@@ -10,17 +10,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from contextpilot import __version__
 from contextpilot.server import api_index, api_proxy, openapi
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.guard import Guard, authorised
+from contextpilot.server.metrics import CONTENT_TYPE_LATEST
 from contextpilot.server.models import HealthResponse, RootResponse, StatsResponse
 from contextpilot.server.replicas import build_replicas
 from contextpilot.server.state import ServerState, get_state
@@ -31,26 +32,6 @@ log = logging.getLogger("contextpilot.server")
 
 #: paths open without the API key
 OPEN_PATHS = {"/health"}
-#: metric label for paths outside the API (keeps label sets bounded)
-KNOWN_PATHS = {
-    "/",
-    "/reorder",
-    "/build",
-    "/schedule",
-    "/deduplicate",
-    "/evict",
-    "/reset",
-    "/stats",
-    "/health",
-    "/metrics",
-    "/sessions",
-    "/requests",
-    "/warm",
-    "/v1/completions",
-    "/v1/chat/completions",
-    "/docs",
-    "/openapi.json",
-}
 CLEANUP_SECONDS = 30.0
 
 
@@ -95,12 +76,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.cp = state
 
+    # metric labels: the app's own routes (filled once they are all added, below);
+    # any other path is "other", so the label set stays bounded
+    exact: set[str] = set()
+    templated: list[tuple[str, str]] = []
+
     def observe(path: str, status: int, seconds: float) -> None:
-        label = (
-            path if path in KNOWN_PATHS else ("/sessions/{id}" if path.startswith("/sessions/") else "other")
-        )
-        state.requests.inc(1, label, f"{status // 100}xx")
-        state.latency.observe(seconds, label)
+        label = path if path in exact else next((t for p, t in templated if path.startswith(p)), "other")
+        state.metrics.requests.labels(label, f"{status // 100}xx").inc()
+        state.metrics.latency.labels(label).observe(seconds)
 
     # outermost: key first, then the body cap, then the app (see guard.py)
     app.add_middleware(
@@ -158,10 +142,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         st: ServerState = Depends(get_state),
     ) -> dict[str, Any]:
         server: dict[str, Any] = {
-            "planned_requests": st.planned.value(),
-            "engine_prompt_tokens": st.prompt_tokens.value(),
-            "engine_cached_tokens": st.cached_tokens.value(),
-            "engine_hit_ratio": st.engine_hit_ratio(),
+            "planned_requests": st.metrics.read(st.metrics.planned),
+            "engine_prompt_tokens": st.metrics.read(st.metrics.prompt_tokens),
+            "engine_cached_tokens": st.metrics.read(st.metrics.cached_tokens),
+            "engine_hit_ratio": st.metrics.engine_hit_ratio(),
             "uptime_seconds": round(time.time() - st.started, 1),
         }
         if st.state_file is not None:
@@ -177,11 +161,29 @@ def create_app(config: ServerConfig) -> FastAPI:
         }
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics(st: ServerState = Depends(get_state)) -> PlainTextResponse:
-        """Prometheus text exposition."""
-        return PlainTextResponse(st.registry.render(), media_type="text/plain; version=0.0.4")
+    async def metrics(st: ServerState = Depends(get_state)) -> Response:
+        """Prometheus text exposition (with the standard process metrics)."""
+        return Response(st.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    for path in _route_paths(app.routes):
+        if "{" in path:  # e.g. /sessions/{conversation_id} -> "/sessions/{id}"
+            templated.append((path.split("{", 1)[0], path.split("{", 1)[0] + "{id}"))
+        elif path:
+            exact.add(path)
     return app
+
+
+def _route_paths(routes: Sequence[Any]) -> list[str]:
+    """Every path the app serves, routers included without a prefix followed
+    into (FastAPI may keep them as one entry holding the original router)."""
+    out: list[str] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out += _route_paths(inner.routes)
+        elif isinstance(getattr(route, "path", None), str):
+            out.append(route.path)
+    return out
 
 
 def _check_index(st: ServerState) -> str:

@@ -273,7 +273,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | No
     try:
         config = ServerConfig(**vars(args))
         if config.engines_file:  # fail at start, naming the bad entry
-            from contextpilot.server.engines import load_engines_file
+            from contextpilot.server.engine_specs import load_engines_file
 
             load_engines_file(config.engines_file)
         return config

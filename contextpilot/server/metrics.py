@@ -1,142 +1,216 @@
-"""A small Prometheus registry: counters, gauges, histograms, text format.
+"""The server's Prometheus metrics, on ``prometheus_client`` (what vLLM and SGLang expose).
 
-Thread-safe. Label sets are bounded by construction: callers only use
-labels from fixed vocabularies (endpoint paths, status classes).
+One :class:`ServerMetrics` per app, with its own registry (several apps can
+live in one process, as in the tests), holding the event counters the
+handlers bump, scrape-time gauges read from the live indexes and router, and
+the library's standard process, platform and GC collectors.
+
+Label sets stay bounded by construction: paths come from the app's own
+route list (anything else is ``other``), status classes, engine error
+kinds, and replica names fixed at start (at most ``MAX_REPLICAS``).
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["Counter", "Gauge", "GaugeFamily", "Histogram", "Registry"]
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from contextpilot.core.pilot import ContextPilot
+    from contextpilot.server.replicas import Replicas
+
+__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "ServerMetrics"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def _labels(names: Sequence[str], values: Sequence[str]) -> str:
-    if not names:
-        return ""
-    inner = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values))
-    return "{" + inner + "}"
-
-
-def _escape(v: str) -> str:
-    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help_: str, labels: Sequence[str] = ()) -> None:
-        self.name, self.help, self.label_names = name, help_, tuple(labels)
-        self._lock = threading.Lock()
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help_: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help_, labels)
-        self._values: dict[tuple[str, ...], float] = {}
-
-    def inc(self, amount: float = 1.0, *labels: str) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
-
-    def value(self, *labels: str) -> float:
-        return self._values.get(labels, 0.0)
-
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return self.header() + [f"{self.name}{_labels(self.label_names, k)} {v:g}" for k, v in items]
-
-
-class Gauge(_Metric):
-    """A value read at scrape time from a callback."""
-
-    kind = "gauge"
-
-    def __init__(self, name: str, help_: str, read: Callable[[], float]) -> None:
-        super().__init__(name, help_)
-        self.read = read
-
-    def render(self) -> list[str]:
-        return self.header() + [f"{self.name} {float(self.read()):g}"]
-
-
-class GaugeFamily(_Metric):
-    """Labelled values read at scrape time: ``read()`` maps label tuples to
-    values (e.g. one per replica; the caller keeps the label set bounded).
-    ``kind="counter"`` for monotonic totals kept elsewhere."""
+class _Scraped(Collector):
+    """A labelled family whose values are read at scrape time: ``read()``
+    maps label tuples to values (monotonic totals kept elsewhere use
+    ``counter=True``)."""
 
     def __init__(
         self,
         name: str,
-        help_: str,
+        documentation: str,
         labels: Sequence[str],
         read: Callable[[], dict[tuple[str, ...], float]],
-        kind: str = "gauge",
+        counter: bool = False,
     ) -> None:
-        super().__init__(name, help_, labels)
-        self.read = read
-        self.kind = kind
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.read, self.counter = read, counter
 
-    def render(self) -> list[str]:
-        items = sorted(self.read().items())
-        return self.header() + [f"{self.name}{_labels(self.label_names, k)} {float(v):g}" for k, v in items]
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        kind = CounterMetricFamily if self.counter else GaugeMetricFamily
+        return kind(self.name, self.documentation, labels=self.labels)
 
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()  # names only: registering must not read live state
 
-class Histogram(_Metric):
-    kind = "histogram"
-
-    def __init__(
-        self, name: str, help_: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS
-    ) -> None:
-        super().__init__(name, help_, labels)
-        self.buckets = tuple(sorted(buckets))
-        self._data: dict[tuple[str, ...], list] = {}
-
-    def observe(self, value: float, *labels: str) -> None:
-        with self._lock:
-            entry = self._data.get(labels)
-            if entry is None:
-                entry = self._data[labels] = [[0] * (len(self.buckets) + 1), 0.0]
-            entry[0][bisect.bisect_left(self.buckets, value)] += 1  # le is inclusive
-            entry[1] += value
-
-    def render(self) -> list[str]:
-        out = self.header()
-        with self._lock:
-            items = sorted((k, (list(c), s)) for k, (c, s) in self._data.items())
-        for key, (counts, total) in items:
-            cum = 0
-            for bound, c in zip([*self.buckets, float("inf")], counts):
-                cum += c
-                le = "+Inf" if bound == float("inf") else f"{bound:g}"
-                lab = _labels((*self.label_names, "le"), (*key, le))
-                out.append(f"{self.name}_bucket{lab} {cum}")
-            base = _labels(self.label_names, key)
-            out.append(f"{self.name}_sum{base} {total:g}")
-            out.append(f"{self.name}_count{base} {cum}")
-        return out
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for key, value in sorted(self.read().items()):
+            family.add_metric(list(key), float(value))
+        yield family
 
 
-class Registry:
-    def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
+class ServerMetrics:
+    """Every series of one server; see the module docstring."""
 
-    def add(self, metric: _Metric) -> _Metric:
-        self._metrics.append(metric)
-        return metric
+    def __init__(self, pilot: ContextPilot, replicas: Replicas) -> None:
+        self.registry = r = CollectorRegistry()
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(standard)
+        self.requests = Counter("contextpilot_http_requests", "HTTP requests", ("path", "status"), registry=r)
+        self.latency = Histogram(
+            "contextpilot_http_request_seconds", "HTTP request latency", ("path",), buckets=LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.planned = Counter("contextpilot_planned_requests", "requests planned by /reorder", registry=r)
+        self.proxied = Counter(
+            "contextpilot_proxied_requests", "requests forwarded to the engine", ("endpoint",), registry=r
+        )
+        self.engine_errors = Counter(
+            "contextpilot_engine_errors", "engine failures seen by the proxy", ("kind",), registry=r
+        )
+        self.prompt_tokens = Counter(
+            "contextpilot_engine_prompt_tokens", "prompt tokens reported by the engine", registry=r
+        )
+        self.cached_tokens = Counter(
+            "contextpilot_engine_cached_tokens", "cached prompt tokens reported by the engine", registry=r
+        )
+        self.evicted = Counter(
+            "contextpilot_evicted_requests", "requests dropped on engine eviction notices", registry=r
+        )
+        self.planning = Histogram(
+            "contextpilot_planning_seconds", "time spent planning a /reorder", buckets=LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        stats = replicas.totals
+        for name, doc, read in (
+            ("contextpilot_index_requests", "live requests in the index", lambda: stats().requests),
+            ("contextpilot_index_nodes", "blocks (nodes) in the index", lambda: stats().nodes),
+            ("contextpilot_index_tokens", "tokens the index believes cached", lambda: stats().tokens),
+            (
+                "contextpilot_hit_ratio_estimate",
+                "predicted prefix hit ratio of planned requests",
+                lambda: stats().hit_ratio,
+            ),
+            (
+                "contextpilot_engine_hit_ratio",
+                "cached / prompt tokens as reported by the engine",
+                self.engine_hit_ratio,
+            ),
+            ("contextpilot_sessions", "conversations tracked", lambda: len(pilot.conversations)),
+        ):
+            Gauge(name, doc, registry=r).set_function(read)
+        self._replica_series(replicas)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        for m in self._metrics:
-            lines += m.render()  # type: ignore[attr-defined]
-        return "\n".join(lines) + "\n"
+    def _replica_series(self, reps: Replicas) -> None:
+        """Per-replica series, labelled ``replica="name"``."""
+        r, lab = self.registry, ("replica",)
+        self.replica_proxied = Counter(
+            "contextpilot_replica_proxied_requests", "requests forwarded to each replica", lab, registry=r
+        )
+        self.replica_prompt_tokens = Counter(
+            "contextpilot_replica_prompt_tokens", "prompt tokens reported by each replica", lab, registry=r
+        )
+        self.replica_cached_tokens = Counter(
+            "contextpilot_replica_cached_tokens",
+            "cached prompt tokens reported by each replica",
+            lab,
+            registry=r,
+        )
+        self.replica_errors = Counter(
+            "contextpilot_replica_engine_errors",
+            "engine failures per replica",
+            ("replica", "kind"),
+            registry=r,
+        )
+        self.replica_evicted = Counter(
+            "contextpilot_replica_evicted_requests", "requests dropped on eviction notices", lab, registry=r
+        )
+        router = reps.router
+
+        def per_load(attr: str) -> Callable[[], dict[tuple[str, ...], float]]:
+            return lambda: {(x.name,): getattr(router.loads[x.position], attr) for x in reps}
+
+        def per_index(attr: str) -> Callable[[], dict[tuple[str, ...], float]]:
+            return lambda: {(x.name,): getattr(x.pilot.index.stats(), attr) for x in reps}
+
+        def decisions() -> dict[tuple[str, ...], float]:
+            return {(x.name, why): n for x in reps for why, n in router.loads[x.position].reasons.items()}
+
+        for collector in (
+            _Scraped(
+                "contextpilot_replica_inflight_requests", "requests in flight", lab, per_load("inflight")
+            ),
+            _Scraped(
+                "contextpilot_replica_inflight_tokens",
+                "prompt tokens in flight",
+                lab,
+                per_load("inflight_tokens"),
+            ),
+            _Scraped(
+                "contextpilot_replica_index_requests",
+                "live requests in the index",
+                lab,
+                per_index("requests"),
+            ),
+            _Scraped(
+                "contextpilot_replica_index_tokens",
+                "tokens the index believes cached",
+                lab,
+                per_index("tokens"),
+            ),
+            _Scraped(
+                "contextpilot_replica_engine_hit_ratio",
+                "cached / prompt tokens as reported by each replica",
+                lab,
+                lambda: {(x.name,): self.replica_hit_ratio(x.name) for x in reps},
+            ),
+            _Scraped(
+                "contextpilot_routing_decisions",
+                "routing decisions by chosen replica and reason",
+                ("replica", "reason"),
+                decisions,
+                counter=True,
+            ),
+        ):
+            r.register(collector)
+
+    @staticmethod
+    def read(counter: Counter, **labels: str) -> float:
+        """A counter's current total for ``labels`` (0 if never counted);
+        reads that one metric only, so gauges may call it at scrape time."""
+        for family in counter.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
+    def replica_hit_ratio(self, name: str) -> float:
+        p = self.read(self.replica_prompt_tokens, replica=name)
+        return self.read(self.replica_cached_tokens, replica=name) / p if p else 0.0
+
+    def engine_hit_ratio(self) -> float:
+        p = self.read(self.prompt_tokens)
+        return self.read(self.cached_tokens) / p if p else 0.0
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

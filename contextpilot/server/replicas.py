@@ -13,16 +13,17 @@ and each request is recorded on the replica it was routed to).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from contextpilot.core.blocks import Block, BlockTable, validate_contexts
+from contextpilot.core.fanout import Placement
 from contextpilot.core.index import IndexStats
 from contextpilot.core.pilot import ContextPilot
 from contextpilot.server.config import ServerConfig
-from contextpilot.server.engine_proxy import EngineProxy
-from contextpilot.server.engines import EngineSpec, load_engines_file, specs_from_urls
+from contextpilot.server.engine_client import EngineClient
+from contextpilot.server.engine_specs import EngineSpec, load_engines_file, specs_from_urls
 from contextpilot.server.router import Router
 
 __all__ = ["Replica", "Replicas", "build_replicas", "engine_specs"]
@@ -33,7 +34,7 @@ class Replica:
     position: int
     spec: EngineSpec
     pilot: ContextPilot
-    proxy: EngineProxy
+    proxy: EngineClient
 
     @property
     def name(self) -> str:
@@ -91,9 +92,40 @@ class Replicas:
         """Stable block keys and token lengths, as every replica's index
         keys them (the server's pilots share the default token counter)."""
         (row,) = validate_contexts([blocks])
-        table = BlockTable()
-        ids = [table.intern(b) for b in row]
-        return [table.key(i) for i in ids], [table.tokens(i) for i in ids]
+        return BlockTable().measure(row)
+
+    def placement(self, pinned: Replica | None = None) -> Placement:
+        """Where a ``/reorder`` batch goes (for :func:`~contextpilot.core.fanout.reorder_over`):
+        all on ``pinned`` if given; one context where the router finds its
+        heaviest cached path (load permitting); a batch split along its
+        prefix-sharing groups by :meth:`Router.assign_groups`."""
+        router = self.router
+
+        def place(
+            ctxs: list[list[Block]], table: BlockTable, groups: Callable[[], list[list[int]]]
+        ) -> dict[int, list[int]]:
+            if pinned is not None:
+                for ctx in ctxs:
+                    router.note(pinned.position, "pinned", sum(table.measure(ctx)[1]))
+                return {pinned.position: list(range(len(ctxs)))}
+            if len(ctxs) == 1:
+                keys, toks = table.measure(ctxs[0])
+                d, _ = router.route(router.set_hits(keys, toks), sum(toks), acquire=False)
+                return {d.replica: [0]}
+            found = groups()
+            hits, sizes = [], []
+            for g in found:
+                measured = [table.measure(ctxs[i]) for i in g]
+                keys = [k for ks, _ in measured for k in ks]
+                toks = [t for _, ts in measured for t in ts]
+                hits.append(router.set_hits(keys, toks))
+                sizes.append(sum(toks))
+            parts: dict[int, list[int]] = {}
+            for g, r in zip(found, router.assign_groups(hits, sizes)):
+                parts.setdefault(r, []).extend(g)
+            return parts
+
+        return place
 
     def totals(self) -> IndexStats:
         """Index figures summed over replicas (one replica: its own)."""
@@ -169,7 +201,7 @@ def build_replicas(config: ServerConfig, specs: Sequence[EngineSpec] | None = No
             workers=config.planning_workers,
             chunk_size=config.planning_chunk,
         )
-        proxy = EngineProxy(spec.url, config.engine_connect_timeout, config.engine_timeout, spec.api_key)
+        proxy = EngineClient(spec.url, config.engine_connect_timeout, config.engine_timeout, spec.api_key)
         items.append(Replica(i, spec, pilot, proxy))
     router = Router(
         [r.pilot.index for r in items],

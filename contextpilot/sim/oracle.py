@@ -19,7 +19,7 @@ replaying them through a simulator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 __all__ = ["MAX_ORACLE_REQUESTS", "MAX_ORACLE_BLOCKS", "optimal_orders", "optimal_savings"]
@@ -28,7 +28,11 @@ MAX_ORACLE_REQUESTS = 12
 MAX_ORACLE_BLOCKS = 6
 
 
-def _solve(sets: Sequence[Sequence[int]], weights: Sequence[float]):
+#: ``f(group, placed) -> (savings, (part, block) or ())``, and the requests as sets
+_Solved = tuple[Callable[[int, frozenset[int]], tuple[float, tuple[int, ...]]], list[frozenset[int]]]
+
+
+def _solve(sets: Sequence[Sequence[int]], weights: Sequence[float]) -> _Solved:
     n = len(sets)
     if n > MAX_ORACLE_REQUESTS or any(len(s) > MAX_ORACLE_BLOCKS for s in sets):
         raise ValueError(
@@ -39,12 +43,13 @@ def _solve(sets: Sequence[Sequence[int]], weights: Sequence[float]):
         raise ValueError("oracle requests must not repeat a block")
 
     @cache
-    def f(group: int, placed: frozenset[int]) -> tuple[float, tuple]:
+    def f(group: int, placed: frozenset[int]) -> tuple[float, tuple[int, ...]]:
         if group & (group - 1) == 0:
             return 0.0, ()
         i = (group & -group).bit_length() - 1
         rest = group & ~(1 << i)
-        best, choice = f(rest, placed)[0], ()
+        best: float = f(rest, placed)[0]
+        choice: tuple[int, ...] = ()
         mine = fs[i] - placed
         sub = rest
         while sub:
@@ -79,7 +84,7 @@ def optimal_orders(sets: Sequence[Sequence[int]], weights: Sequence[float]) -> l
     """One block order per request achieving :func:`optimal_savings`."""
     f, fs = _solve(sets, weights)
     orders: list[list[int]] = [[] for _ in fs]
-    stack = [((1 << len(fs)) - 1, frozenset(), ())]
+    stack: list[tuple[int, frozenset[int], tuple[int, ...]]] = [((1 << len(fs)) - 1, frozenset(), ())]
     while stack:
         group, placed, prefix = stack.pop()
         if not group:

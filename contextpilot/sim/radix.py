@@ -60,9 +60,10 @@ class RadixCacheSim:
         """Tokens of the longest cached prefix of the prompt (no side effects)."""
         node, hit = self.root, 0
         for k, w in zip(keys, weights):
-            node = node.children.get(k)
-            if node is None:
+            child = node.children.get(k)
+            if child is None:
                 break
+            node = child
             hit += w
         return hit
 
@@ -106,6 +107,7 @@ class RadixCacheSim:
             if not node.alive or node.children or node.last != last:
                 continue  # stale entry
             parent = node.parent
+            assert parent is not None  # the root is never in the heap
             del parent.children[node.key]
             node.alive = False
             self.used -= node.weight
@@ -114,11 +116,3 @@ class RadixCacheSim:
                 self._push(parent)
         if not heap and self.used > self.capacity:  # pragma: no cover - invariant
             raise RuntimeError("cache accounting out of sync")
-
-    def node_count(self) -> int:
-        n, stack = 0, [self.root]
-        while stack:
-            node = stack.pop()
-            n += len(node.children)
-            stack.extend(node.children.values())
-        return n

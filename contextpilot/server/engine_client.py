@@ -1,4 +1,5 @@
-"""Forwarding to the inference engine: byte-transparent, bounded in time.
+"""The HTTP client to one inference engine (:class:`EngineClient`): forwarding,
+byte-transparent, bounded in time.
 
 Only ever talks to the configured engine URL (never a URL from a request).
 Responses pass through unchanged (status, body bytes, content headers);
@@ -22,7 +23,7 @@ import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-__all__ = ["EngineError", "EngineProxy"]
+__all__ = ["EngineError", "EngineClient"]
 
 log = logging.getLogger("contextpilot.server")
 
@@ -53,7 +54,7 @@ class EngineError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-class EngineProxy:
+class EngineClient:
     def __init__(
         self, base_url: str, connect_timeout: float, timeout: float, api_key: str | None = None
     ) -> None:
@@ -71,7 +72,7 @@ class EngineProxy:
     async def close(self) -> None:
         await self.client.aclose()
 
-    def _error(self, e: httpx.HTTPError) -> EngineError:
+    def error_for(self, e: httpx.HTTPError) -> EngineError:
         where = self.base_url
         if isinstance(e, httpx.ConnectTimeout):
             return EngineError(
@@ -102,13 +103,13 @@ class EngineProxy:
             with anyio.fail_after(self.timeout):
                 resp = await self.client.send(req, stream=True)
         except httpx.HTTPError as e:
-            raise self._error(e) from None
+            raise self.error_for(e) from None
         except TimeoutError:
-            raise self._error(httpx.ReadTimeout("total timeout")) from None
+            raise self.error_for(httpx.ReadTimeout("total timeout")) from None
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
         if stream:
             return StreamingResponse(
-                self._relay(resp),
+                self.relay(resp),
                 status_code=resp.status_code,
                 headers=out_headers,
                 background=BackgroundTask(resp.aclose),
@@ -117,20 +118,20 @@ class EngineProxy:
             with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                 raw = b"".join([chunk async for chunk in resp.aiter_raw()])
         except httpx.HTTPError as e:
-            raise self._error(e) from None
+            raise self.error_for(e) from None
         except TimeoutError:
-            raise self._error(httpx.ReadTimeout("total timeout")) from None
+            raise self.error_for(httpx.ReadTimeout("total timeout")) from None
         finally:
             await resp.aclose()
         return Response(raw, status_code=resp.status_code, headers=out_headers), raw
 
-    async def _relay(self, resp: httpx.Response):
+    async def relay(self, resp: httpx.Response):
         try:
             async for chunk in resp.aiter_raw():
                 yield chunk
         except httpx.HTTPError as e:
             # headers are gone already: end the stream with an SSE error event
-            err = self._error(e)
+            err = self.error_for(e)
             log.warning("stream from engine broke: %s", err.message)
             yield f"data: {json.dumps({'error': {'message': err.message, 'type': err.kind}})}\n\n".encode()
 
@@ -146,7 +147,7 @@ class EngineProxy:
             try:
                 r = await self.client.get(path, timeout=httpx.Timeout(2.0, connect=1.0))
             except httpx.HTTPError as e:
-                result["error"] = self._error(e).message
+                result["error"] = self.error_for(e).message
                 break
             if r.status_code < 500:
                 result.update(reachable=True, status=r.status_code)

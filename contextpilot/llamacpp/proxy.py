@@ -4,13 +4,13 @@ llama.cpp has no in-process hook, so this proxy sits between clients (or the
 contextpilot server's own proxy) and ``llama-server``, learns from each
 answer which slot served the request (``id_slot``) and how many tokens the
 slot kept (``timings.cache_n``), models what every slot holds
-(:mod:`contextpilot.hooks.llamacpp_slots`) and reports the requests whose
+(:mod:`contextpilot.llamacpp.slots`) and reports the requests whose
 cache was overwritten to the contextpilot index (``POST /evict`` through the
 shared notifier). Without ``CONTEXTPILOT_INDEX_URL`` it is a plain metrics
 proxy.
 
     LLAMA_SERVER_URL=http://127.0.0.1:8080 CONTEXTPILOT_INDEX_URL=http://127.0.0.1:8765 \\
-        python -m contextpilot.hooks.llamacpp_proxy          # listens on 127.0.0.1:8081
+        python -m contextpilot.llamacpp.proxy          # listens on 127.0.0.1:8081
 
 Endpoints:
 - ``POST /v1/chat/completions``: messages rendered with ``CHAT_TEMPLATE_FORMAT``
@@ -42,15 +42,13 @@ back, so what this proxy reports is "left the slot", not "left the engine".
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -59,171 +57,25 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from contextpilot.core.ids import new_request_id, normalize_request_id
-from contextpilot.hooks.llamacpp_openai import (
-    CHAT_FORMATS,
+from contextpilot.hooks.notifier import ENV_INDEX_URL, EvictionNotifier, get_notifier
+from contextpilot.llamacpp.config import ENV, ProxyConfig, parse_config
+from contextpilot.llamacpp.state import ProxyState
+from contextpilot.llamacpp.translate import (
     FieldError,
     StreamTranslator,
     completion_prompt,
     native_request,
     openai_response,
 )
-from contextpilot.hooks.llamacpp_slots import SlotTracker
-from contextpilot.hooks.notifier import ENV_INDEX_URL, EvictionNotifier, get_notifier
-from contextpilot.server.engine_proxy import HOP_BY_HOP, EngineError, EngineProxy
+from contextpilot.server.engine_client import HOP_BY_HOP, EngineError
 
 __all__ = ["ENV", "ProxyConfig", "create_proxy_app", "main", "parse_config"]
 
-log = logging.getLogger("contextpilot.hooks.llamacpp")
+log = logging.getLogger("contextpilot.llamacpp")
 
 RID_HEADER = "X-ContextPilot-Request-Id"
-#: endpoint labels for the counters (anything else is "other": the map stays bounded)
-LABELS = ("/completion", "/v1/completions", "/v1/chat/completions", "/v1/*", "/health", "other")
 #: an SSE event larger than this is not parsed (still relayed)
 MAX_EVENT_BYTES = 8 * 2**20
-
-
-@dataclass
-class ProxyConfig:
-    llama_server_url: str = "http://127.0.0.1:8080"
-    #: contextpilot server to report evictions to; None: metrics-only proxy
-    index_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8081
-    chat_template_format: str = "llama3"
-    log_file: str | None = None
-    #: seconds between GET /slots reconciliations; 0 turns polling off
-    slots_poll_interval: float = 2.0
-    timeout: float = 600.0
-    connect_timeout: float = 3.0
-    #: bearer token for llama-server (its --api-key)
-    llama_api_key: str | None = None
-    max_body_bytes: int = 32 * 2**20
-
-    def __post_init__(self) -> None:
-        for name in ("llama_server_url", "index_url"):
-            url = getattr(self, name)
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise ValueError(f"{name} must be an http(s) URL, got {url!r}")
-        self.llama_server_url = self.llama_server_url.rstrip("/")
-        self.index_url = self.index_url.rstrip("/") if self.index_url else None
-        if self.chat_template_format not in CHAT_FORMATS:
-            raise ValueError(f"chat_template_format must be one of {', '.join(CHAT_FORMATS)}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be 1..65535, got {self.port}")
-        if self.slots_poll_interval < 0 or self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("slots_poll_interval must be >= 0, timeouts > 0")
-        if self.max_body_bytes < 1:
-            raise ValueError("max_body_bytes must be >= 1")
-
-
-def _opt_str(v: str) -> str | None:
-    return v.strip() or None
-
-
-#: field -> (environment variable, parser, help)
-ENV: dict[str, tuple[str, Any, str]] = {
-    "llama_server_url": ("LLAMA_SERVER_URL", str, "llama-server base URL (default http://127.0.0.1:8080)"),
-    "index_url": ("CONTEXTPILOT_INDEX_URL", _opt_str, "contextpilot server receiving evictions (unset: off)"),
-    "host": ("PROXY_HOST", str, "address to bind (default 127.0.0.1)"),
-    "port": ("PROXY_PORT", int, "port (default 8081)"),
-    "chat_template_format": ("CHAT_TEMPLATE_FORMAT", str, "chat template: llama3 | chatml (default llama3)"),
-    "log_file": ("LOG_FILE", _opt_str, "log to this file instead of stderr"),
-    "slots_poll_interval": ("SLOTS_POLL_INTERVAL", float, "seconds between GET /slots checks; 0 = off"),
-    "timeout": ("LLAMA_TIMEOUT", float, "seconds to wait for llama-server's answer (default 600)"),
-    "connect_timeout": ("LLAMA_CONNECT_TIMEOUT", float, "seconds to connect to llama-server (default 3)"),
-    "llama_api_key": ("LLAMA_API_KEY", _opt_str, "bearer token sent to llama-server"),
-    "max_body_bytes": ("PROXY_MAX_BODY_BYTES", int, "largest request body accepted (default 32 MiB)"),
-}
-
-
-def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> ProxyConfig:
-    """Flags, then environment variables, then defaults."""
-    env = os.environ if environ is None else environ
-    defaults = ProxyConfig()
-    ap = argparse.ArgumentParser(
-        prog="python -m contextpilot.hooks.llamacpp_proxy",
-        description="Slot-tracking proxy in front of llama-server; reports evictions to contextpilot.",
-        epilog="Every flag can also be set by its environment variable (shown in brackets).",
-    )
-    for f in fields(ProxyConfig):
-        var, conv, text = ENV[f.name]
-        default = getattr(defaults, f.name)
-        if var in env:
-            try:
-                default = conv(env[var])
-            except ValueError as e:
-                raise SystemExit(f"{var}={env[var]!r}: {e}") from None
-        ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=default,
-                        help=f"{text} [{var}]")  # fmt: skip
-    args = ap.parse_args(argv)
-    try:
-        return ProxyConfig(**vars(args))
-    except ValueError as e:
-        ap.error(str(e))
-        raise  # unreachable
-
-
-class ProxyState:
-    """Everything one proxy process holds; all of it bounded."""
-
-    def __init__(self, config: ProxyConfig, notifier: EvictionNotifier | None) -> None:
-        self.config = config
-        self.notifier = notifier
-        self.tracker = SlotTracker()
-        self.engine = EngineProxy(
-            config.llama_server_url, config.connect_timeout, config.timeout, config.llama_api_key
-        )
-        self.started = time.time()
-        self.in_flight = 0
-        self.poll: dict[str, Any] = {"interval": config.slots_poll_interval, "polls": 0, "last_error": None}
-        self.reset_counts()
-
-    def reset_counts(self) -> None:
-        self.requests = dict.fromkeys(LABELS, 0)
-        self.errors: dict[str, int] = {}
-        self.evictions_reported = 0
-
-    def error(self, kind: str) -> None:
-        if kind in self.errors or len(self.errors) < 64:
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-
-    def report(self, rids: list[str]) -> None:
-        """Evicted request ids -> the index (no-op without one)."""
-        if not rids:
-            return
-        self.evictions_reported += len(rids)
-        log.debug("evicted: %s", rids)
-        if self.notifier is not None:
-            self.notifier.notify(rids)
-
-    def settle(self, rid: str, prompt: str | list[int] | None, result: dict[str, Any] | None) -> None:
-        """Update the slot model from a request's last native event (the
-        final one, or the last partial one if the answer broke off)."""
-        try:
-            slot = result.get("id_slot") if result else None
-            timings = result.get("timings") if result else None
-            if not isinstance(slot, int) or slot < 0 or not isinstance(timings, dict):
-                self.report(self.tracker.forget(rid))
-                return
-            cache_n = _nonneg(timings.get("cache_n"))
-            n_prompt = _nonneg(result.get("tokens_evaluated")) or cache_n + _nonneg(timings.get("prompt_n"))
-            complete = bool(result.get("stop"))
-            evicted = self.tracker.observe(
-                slot,
-                rid,
-                prompt,
-                n_prompt,
-                cache_n,
-                truncated=bool(result.get("truncated")),
-                complete=complete,
-            )
-            self.report(evicted)
-        except Exception:  # accounting must never break the answer
-            log.exception("llama.cpp proxy: slot update failed for %s", rid)
-
-
-def _nonneg(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 def _request_id(body: dict[str, Any], request: Request) -> str:
@@ -327,7 +179,7 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         try:
             return await st.engine.client.send(req, stream=True)
         except httpx.HTTPError as e:
-            raise st.engine._error(e) from None  # the contextpilot server's mapping: 502/503/504
+            raise st.engine.error_for(e) from None  # the contextpilot server's mapping: 502/503/504
 
     async def tracked(
         request: Request, label: str, chat: bool | None
@@ -357,7 +209,7 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
             try:
                 raw = await resp.aread()
             except httpx.HTTPError as e:
-                err = st.engine._error(e)
+                err = st.engine.error_for(e)
                 st.error(err.kind)
                 st.settle(rid, prompt, None)
                 return err.response(headers={RID_HEADER: rid})
@@ -464,11 +316,11 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         try:
             resp = await st.engine.client.send(req, stream=True)
         except httpx.HTTPError as e:
-            err = st.engine._error(e)
+            err = st.engine.error_for(e)
             st.error(err.kind)
             return err.response()
         return StreamingResponse(
-            st.engine._relay(resp),
+            st.engine.relay(resp),
             status_code=resp.status_code,
             headers=_headers(resp),
             background=BackgroundTask(resp.aclose),
@@ -504,7 +356,7 @@ async def _relay(
         if translator is not None:
             yield translator.done()
     except httpx.HTTPError as e:
-        err = st.engine._error(e)
+        err = st.engine.error_for(e)
         st.error(err.kind)
         log.warning("stream from llama-server broke: %s", err.message)
         yield f"data: {json.dumps({'error': {'message': err.message, 'type': err.kind}})}\n\n".encode()
@@ -524,7 +376,7 @@ async def _poll_slots(st: ProxyState) -> None:
                 "/slots", timeout=httpx.Timeout(10.0, connect=st.config.connect_timeout)
             )
         except httpx.HTTPError as e:
-            st.poll["last_error"] = st.engine._error(e).message
+            st.poll["last_error"] = st.engine.error_for(e).message
             continue
         if r.status_code in (404, 501):
             st.poll["last_error"] = f"GET /slots answered {r.status_code}: polling stopped"

@@ -1,0 +1,83 @@
+"""What one llama.cpp proxy process holds: the slot model, counters, the
+engine client and the eviction notifier; all of it bounded."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from contextpilot.hooks.notifier import EvictionNotifier
+from contextpilot.llamacpp.config import ProxyConfig
+from contextpilot.llamacpp.slots import SlotTracker
+from contextpilot.server.engine_client import EngineClient
+
+__all__ = ["LABELS", "ProxyState"]
+
+log = logging.getLogger("contextpilot.llamacpp")
+
+#: endpoint labels for the counters (anything else is "other": the map stays bounded)
+LABELS = ("/completion", "/v1/completions", "/v1/chat/completions", "/v1/*", "/health", "other")
+
+
+class ProxyState:
+    """Everything one proxy process holds; all of it bounded."""
+
+    def __init__(self, config: ProxyConfig, notifier: EvictionNotifier | None) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.tracker = SlotTracker()
+        self.engine = EngineClient(
+            config.llama_server_url, config.connect_timeout, config.timeout, config.llama_api_key
+        )
+        self.started = time.time()
+        self.in_flight = 0
+        self.poll: dict[str, Any] = {"interval": config.slots_poll_interval, "polls": 0, "last_error": None}
+        self.reset_counts()
+
+    def reset_counts(self) -> None:
+        self.requests = dict.fromkeys(LABELS, 0)
+        self.errors: dict[str, int] = {}
+        self.evictions_reported = 0
+
+    def error(self, kind: str) -> None:
+        if kind in self.errors or len(self.errors) < 64:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def report(self, rids: list[str]) -> None:
+        """Evicted request ids -> the index (no-op without one)."""
+        if not rids:
+            return
+        self.evictions_reported += len(rids)
+        log.debug("evicted: %s", rids)
+        if self.notifier is not None:
+            self.notifier.notify(rids)
+
+    def settle(self, rid: str, prompt: str | list[int] | None, result: dict[str, Any] | None) -> None:
+        """Update the slot model from a request's last native event (the
+        final one, or the last partial one if the answer broke off)."""
+        try:
+            slot = result.get("id_slot") if result else None
+            timings = result.get("timings") if result else None
+            if not isinstance(slot, int) or slot < 0 or not isinstance(timings, dict):
+                self.report(self.tracker.forget(rid))
+                return
+            cache_n = _nonneg(timings.get("cache_n"))
+            n_prompt = _nonneg(result.get("tokens_evaluated")) or cache_n + _nonneg(timings.get("prompt_n"))
+            complete = bool(result.get("stop"))
+            evicted = self.tracker.observe(
+                slot,
+                rid,
+                prompt,
+                n_prompt,
+                cache_n,
+                truncated=bool(result.get("truncated")),
+                complete=complete,
+            )
+            self.report(evicted)
+        except Exception:  # accounting must never break the answer
+            log.exception("llama.cpp proxy: slot update failed for %s", rid)
+
+
+def _nonneg(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
