@@ -17,11 +17,13 @@ from contextpilot.plugins.notes import (
     History,
     Turn,
     check_note_template,
+    clean_label,
     find_notes,
     note_pattern,
     preview,
     render_block,
     render_turn,
+    settle_history,
     unseen_notes,
 )
 from contextpilot.plugins.planner import Item, Placement, Planner, TokenLengths, estimate_tokens, make_planner
@@ -39,6 +41,7 @@ __all__ = [
     "TokenLengths",
     "Turn",
     "check_note_template",
+    "clean_label",
     "estimate_tokens",
     "find_notes",
     "make_planner",
@@ -46,6 +49,7 @@ __all__ = [
     "preview",
     "render_block",
     "render_turn",
+    "settle_history",
     "stable_key",
     "unseen_notes",
 ]

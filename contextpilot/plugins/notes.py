@@ -34,11 +34,13 @@ __all__ = [
     "History",
     "Turn",
     "check_note_template",
+    "clean_label",
     "find_notes",
     "note_pattern",
     "preview",
     "render_block",
     "render_turn",
+    "settle_history",
     "unseen_notes",
 ]
 
@@ -46,6 +48,9 @@ __all__ = [
 #: its label names the full copy above it (``[label]`` then the text)
 DEFAULT_NOTE = "[{label}] (given earlier in this conversation)"
 _NOTE_FIELDS = {"label", "preview"}
+#: what a note in the history becomes when the turn holding its full copy
+#: left the prompt (a trimmed or windowed history): it no longer points anywhere
+GONE = "[{label}] (no longer in this conversation)"
 #: joins history messages: never inside a rendered block, so no false match spans two messages
 _SEP = "\x00"
 
@@ -75,10 +80,15 @@ def note_pattern(template: str) -> re.Pattern[str]:
     for literal, name, _, _ in string.Formatter().parse(check_note_template(template)):
         out.append(re.escape(literal))
         if name == "label":
-            out.append(r"(?P<label>[^\n]+?)")
+            out.append(r"(?P<label>[^\]\n\x00]+?)")
         elif name == "preview":
             out.append(r"[^\n]*?")
     return re.compile("".join(out))
+
+
+def clean_label(label: str) -> str:
+    """A label as notes can carry it: no ``]``, newline or NUL (each becomes ``_``)."""
+    return label.replace("]", "_").replace("\n", "_").replace(_SEP, "_") or "_"
 
 
 def render_block(label: str, text: str) -> str:
@@ -134,6 +144,26 @@ def render_turn(
             parts.append(block)
             here.add(block)
     return Turn("\n\n".join(parts), frozenset(noted))
+
+
+def settle_history(history: Sequence[str], turn: str, template: str) -> list[str]:
+    """The history texts with every note that no longer has a full copy in
+    the prompt (a block ``[label]`` + newline in the history outside notes,
+    or in ``turn``) replaced by :data:`GONE`. A window that drops old turns
+    can keep a later turn whose notes point into them; this keeps such a
+    prompt honest. Unchanged texts are returned as the same objects.
+    O(history characters)."""
+    pattern = note_pattern(template)
+    present = _SEP.join([*(pattern.sub(_SEP, t) for t in history), turn])
+    out = []
+    for text in history:
+
+        def fix(m: re.Match[str]) -> str:
+            label = m.group("label")
+            return m.group(0) if f"[{label}]\n" in present else GONE.format(label=label)
+
+        out.append(pattern.sub(fix, text) if pattern.search(text) else text)
+    return out
 
 
 def find_notes(prompt: str, template: str) -> list[str]:

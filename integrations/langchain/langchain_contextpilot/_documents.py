@@ -22,7 +22,15 @@ from langchain_core.documents import Document
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
-from contextpilot.plugins import Item, Placement, Planner, estimate_tokens, make_planner, stable_key
+from contextpilot.plugins import (
+    Item,
+    Placement,
+    Planner,
+    clean_label,
+    estimate_tokens,
+    make_planner,
+    stable_key,
+)
 
 __all__ = [
     "RANK_KEY",
@@ -51,8 +59,9 @@ def block_key(doc: Document) -> int:
 
 
 def label_of(doc: Document) -> str:
-    """The label a document carries in a prompt: its id, else a short content hash."""
-    return doc.id if doc.id else f"doc-{stable_key(doc.page_content):016x}"[:12]
+    """The label a document carries in a prompt: its id (``]`` and newlines
+    made ``_``), else a short content hash."""
+    return clean_label(doc.id) if doc.id else f"doc-{stable_key(doc.page_content):016x}"[:12]
 
 
 def check_documents(docs: Any, name: str = "input") -> list[Document]:

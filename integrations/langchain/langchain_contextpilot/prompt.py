@@ -17,7 +17,9 @@ Dedup (``deduplicate=True``, the default): a document whose block
 earlier in this turn, becomes a note ``[label] (given earlier ...)``. The
 check is by content on the very history it emits, so whatever keeps the
 history (trimmed, windowed, a plain question/answer store) no note can point
-at text the model does not receive. Pipe the output straight into the chat
+at text the model does not receive; a note in a kept history message whose
+full copy was trimmed away is shown as ``[label] (no longer in this
+conversation)`` in the prompt. Pipe the output straight into the chat
 model: anything that drops messages in between voids that guarantee.
 
 For notes to happen at all the history must hold earlier turns' documents:
@@ -43,7 +45,14 @@ from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import field_validator
 
-from contextpilot.plugins import DEFAULT_NOTE, History, Placement, check_note_template, render_turn
+from contextpilot.plugins import (
+    DEFAULT_NOTE,
+    History,
+    Placement,
+    check_note_template,
+    render_turn,
+    settle_history,
+)
 from langchain_contextpilot._documents import STRICT_CONFIG, ContextPilotOptions, check_documents, label_of
 from langchain_contextpilot.history import ContextPilotChatHistory
 
@@ -155,6 +164,13 @@ class ContextPilotChatPrompt(ContextPilotOptions, RunnableSerializable[dict[str,
             tail = "\n\n".join(
                 [*body, turn.content, f"Documents by relevance, most relevant first: {ranked}", question]
             )
+        # a trimmed history can keep a turn whose notes point into dropped turns
+        texts = [m.text for m in history]
+        settled = settle_history(texts, tail, self.note_template) if self.deduplicate else texts
+        history = [
+            m if new is old else m.model_copy(update={"content": new})
+            for m, old, new in zip(history, texts, settled)
+        ]
         target = (config.get("configurable") or {}).get("message_history")
         if isinstance(target, ContextPilotChatHistory):
             target.stage(question, tail)

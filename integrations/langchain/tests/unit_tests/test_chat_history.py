@@ -120,6 +120,20 @@ def test_trimmed_history_drops_notes_with_their_turn(store):
     assert BLOCKS["at"] in third[-1]  # was in turn 1 only, which left the prompt: sent in full
 
 
+def test_notes_kept_in_a_trimmed_history_never_dangle(store):
+    """Turn 2 notes all of turn 1; a window keeps turn 2 only. The kept
+    notes whose copy left the prompt (and is not re-sent) are marked gone."""
+    chain, histories = chat_chain(store, wrap=True, trim=2)
+    cap = ask(chain, [Q1, Q1, Q2])
+    assert set(find_notes(cap.seen[1][-1], DEFAULT_NOTE)) == {"pt", "it", "at", "de"}
+    assert_no_unseen_notes(cap.seen)
+    third = cap.seen[2]
+    assert "[at] (no longer in this conversation)" in third[1]  # turn 2's note, copy trimmed away
+    assert all(BLOCKS[k] in third[-1] for k in ("pt", "it", "de", "es"))  # re-sent in full
+    # the stored history is untouched: only the prompt copy changes
+    assert histories["s1"].messages[2].text == cap.seen[1][-1]
+
+
 async def test_async_with_wrapped_history(store):
     chain, _ = chat_chain(store, wrap=True)
     cap = Prompts()
