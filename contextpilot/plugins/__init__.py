@@ -1,6 +1,7 @@
 """What the framework plugins (``integrations/*``) share: planning through a
 local pilot or a server (:mod:`.planner`), dedup notes checked against the
-history the model receives (:mod:`.notes`), and the LoCoMo replay their
+history the model receives (:mod:`.notes`), chat turns over a history the caller keeps
+(:mod:`.chat`), and the LoCoMo replay their
 bench scripts run (:mod:`.bench`).
 
 Framework-free and import-light (numpy comes with the core, nothing else).
@@ -12,6 +13,7 @@ way plugins must follow.
 from __future__ import annotations
 
 from contextpilot.core.blocks import stable_key
+from contextpilot.plugins.chat import chat_turn, check_history, one_shot, relevance_line
 from contextpilot.plugins.notes import (
     DEFAULT_NOTE,
     History,
@@ -40,13 +42,17 @@ __all__ = [
     "Planner",
     "TokenLengths",
     "Turn",
+    "chat_turn",
+    "check_history",
     "check_note_template",
     "clean_label",
     "estimate_tokens",
     "find_notes",
     "make_planner",
     "note_pattern",
+    "one_shot",
     "preview",
+    "relevance_line",
     "render_block",
     "render_turn",
     "settle_history",
