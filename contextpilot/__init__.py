@@ -63,7 +63,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__version__ = "0.1.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "DEFAULT_HINT",

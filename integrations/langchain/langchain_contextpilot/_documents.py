@@ -9,62 +9,59 @@ Metadata written on every output document:
 
 * ``contextpilot_rank``: its relevance rank, the position it had in the
   input (0 = most relevant); the output order is the cache-friendly one;
-* ``contextpilot_deduplicated``: ``True`` when its text was replaced by a
-  note because this conversation already received it;
 * ``contextpilot_request_id``: the live index's id of the request (local or
   stateful server), for engine eviction notices.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.documents import Document
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from langchain_core.utils import from_env, secret_from_env
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
-import contextpilot as cp
-from contextpilot.plugin_planner import Item, Placement, Planner, estimate_tokens
+from contextpilot.plugins import (
+    Item,
+    Placement,
+    Planner,
+    clean_label,
+    estimate_tokens,
+    make_planner,
+    stable_key,
+)
 
 __all__ = [
-    "DEFAULT_NOTE",
     "RANK_KEY",
-    "DEDUP_KEY",
     "REQUEST_KEY",
     "ContextPilotOptions",
     "block_key",
     "check_documents",
-    "conversation_from_config",
+    "label_of",
 ]
 
 RANK_KEY = "contextpilot_rank"
-DEDUP_KEY = "contextpilot_deduplicated"
 REQUEST_KEY = "contextpilot_request_id"
 
-#: Text of a repeated document; fields ``{preview}`` (its first non-empty
-#: line) and ``{label}`` (its quoted id, or a hash label). Never its
-#: position, so a note is the same text wherever it lands and stays cacheable.
-DEFAULT_NOTE = '[Document already provided earlier in this conversation; it begins: "{preview}"]'
+_NO_DEDUP = (
+    "{name} does not deduplicate: it cannot know which messages the model receives, so a note could "
+    "point at a document the model never sees. Use ContextPilotChatPrompt, which renders each turn "
+    "against the history it puts in the prompt (notes only for text that history holds)."
+)
 
 
 def block_key(doc: Document) -> int:
     """Stable identity of a document: its id if set, else its text."""
     if doc.id:
-        return cp.stable_key("\x00document-id\x00" + doc.id)
-    return cp.stable_key(doc.page_content)
+        return stable_key("\x00document-id\x00" + doc.id)
+    return stable_key(doc.page_content)
 
 
-def _label(doc: Document, key: int) -> str:
-    return f'"{doc.id}"' if doc.id else f"doc-{key:016x}"[:12]
-
-
-def _preview(text: str, limit: int = 80) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= limit else line[: limit - 1] + "…"
-    return ""
+def label_of(doc: Document) -> str:
+    """The label a document carries in a prompt: its id (``]`` and newlines
+    made ``_``), else a short content hash."""
+    return clean_label(doc.id) if doc.id else f"doc-{stable_key(doc.page_content):016x}"[:12]
 
 
 def check_documents(docs: Any, name: str = "input") -> list[Document]:
@@ -75,19 +72,6 @@ def check_documents(docs: Any, name: str = "input") -> list[Document]:
         if not isinstance(d, Document):
             raise ValueError(f"{name}[{i}] must be a Document, got {type(d).__name__}")
     return list(docs)
-
-
-def conversation_from_config(config: Mapping[str, Any] | None) -> str | None:
-    """``configurable.conversation_id`` (or ``session_id``, the key
-    ``RunnableWithMessageHistory`` uses) of a RunnableConfig."""
-    conf = (config or {}).get("configurable") or {}
-    for name in ("conversation_id", "session_id"):
-        cid = conf.get(name)
-        if cid is not None:
-            if not isinstance(cid, str) or not cid:
-                raise ValueError(f"configurable.{name} must be a non-empty string, got {cid!r}")
-            return cid
-    return None
 
 
 #: Components list it again: a base later in their MRO (LangChain's
@@ -101,90 +85,80 @@ class ContextPilotOptions(BaseModel):
     ``pilot``: a ``contextpilot.ContextPilot`` to share between components
     (default: a fresh local one per component, sized by
     ``capacity_tokens``, the engine's KV cache in tokens, if given);
-    ``server_url``: use a contextpilot server instead (``api_key``,
-    ``timeout`` for it);
-    ``deduplicate``: replace documents the conversation already received
-    by a note; ``conversation_id``: the default conversation (else one per
-    component instance; a call's ``configurable.conversation_id`` or
-    ``session_id`` wins); ``note_template``: the note's text.
+    ``server_url``: use a contextpilot server instead (default: the
+    ``CONTEXTPILOT_URL`` environment variable; ``api_key`` defaults to
+    ``CONTEXTPILOT_API_KEY``; ``timeout`` in seconds).
     """
 
     model_config = STRICT_CONFIG
 
     pilot: Any = Field(default=None, exclude=True, repr=False)
-    server_url: str | None = None
-    api_key: str | None = Field(default=None, exclude=True, repr=False)
+    server_url: str | None = Field(default_factory=from_env("CONTEXTPILOT_URL", default=None))
+    api_key: SecretStr | None = Field(default_factory=secret_from_env("CONTEXTPILOT_API_KEY", default=None))
     timeout: float = Field(default=30.0, gt=0)
     capacity_tokens: float | None = Field(default=None, gt=0)
-    deduplicate: bool = False
-    conversation_id: str | None = Field(default=None, min_length=1)
-    note_template: str = DEFAULT_NOTE
 
     _planner: Planner = PrivateAttr()
-    _own_conversation: str = PrivateAttr(default_factory=lambda: f"langchain-{uuid.uuid4().hex}")
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        try:
-            self.note_template.format(label="x", preview="y")
-        except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"note_template may use only {{label}} and {{preview}}: {e!r}") from None
-        self._planner = Planner(
-            pilot=self.pilot,
-            server_url=self.server_url,
-            api_key=self.api_key,
-            timeout=self.timeout,
-            capacity_tokens=self.capacity_tokens,
-        )
+        self._planner = make_planner(self)
         # the instance in use, so callers can read its stats or send evictions
         self.pilot = self._planner.pilot
 
-    def _conversation(self, cid: str | None) -> str:
-        return cid or self.conversation_id or self._own_conversation
+    # -- LangChain serialisation (dumpd / load): options only, never the pilot --
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_contextpilot"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        return {"api_key": "CONTEXTPILOT_API_KEY"}
+
+    # -------------------------------------------------------------------------------
 
     def _items(self, docs: Sequence[Document]) -> list[Item]:
-        items = []
-        for d in docs:
-            key = block_key(d)
-            if self.deduplicate:
-                note = self._note(d, key)
-                items.append(
-                    Item(key, estimate_tokens(d.page_content), cp.stable_key(note), estimate_tokens(note))
-                )
-            else:
-                items.append(Item(key, estimate_tokens(d.page_content)))
-        return items
-
-    def _note(self, doc: Document, key: int) -> str:
-        return self.note_template.format(label=_label(doc, key), preview=_preview(doc.page_content))
+        return [Item(block_key(d), estimate_tokens(d.page_content)) for d in docs]
 
     def _apply(self, docs: Sequence[Document], placement: Placement) -> list[Document]:
         out = []
         for p in placement.order:
             d = docs[p]
-            meta = {**d.metadata, RANK_KEY: p, DEDUP_KEY: p in placement.noted}
+            meta = {**d.metadata, RANK_KEY: p}
             if placement.request_id is not None:
                 meta[REQUEST_KEY] = placement.request_id
-            update: dict[str, Any] = {"metadata": meta}
-            if p in placement.noted:
-                update["page_content"] = self._note(d, block_key(d))
-            out.append(d.model_copy(update=update))
+            out.append(d.model_copy(update={"metadata": meta}))
         return out
 
-    def _plan_many(
-        self, batches: Sequence[Sequence[Document]], cids: Sequence[str | None]
-    ) -> list[list[Document]]:
-        conv = [self._conversation(c) for c in cids]
-        placements = self._planner.plan([self._items(b) for b in batches], conv, self.deduplicate)
+    def _plan_many(self, batches: Sequence[Sequence[Document]]) -> list[list[Document]]:
+        placements = self._planner.plan([self._items(b) for b in batches], [None] * len(batches), False)
         return [self._apply(b, p) for b, p in zip(batches, placements)]
 
-    async def _aplan_many(
-        self, batches: Sequence[Sequence[Document]], cids: Sequence[str | None]
-    ) -> list[list[Document]]:
-        conv = [self._conversation(c) for c in cids]
-        placements = await self._planner.aplan([self._items(b) for b in batches], conv, self.deduplicate)
+    async def _aplan_many(self, batches: Sequence[Sequence[Document]]) -> list[list[Document]]:
+        placements = await self._planner.aplan(
+            [self._items(b) for b in batches], [None] * len(batches), False
+        )
         return [self._apply(b, p) for b, p in zip(batches, placements)]
 
     def close(self) -> None:
         """Close the server connection, if any."""
         self._planner.close()
+
+
+class ReorderOnly(ContextPilotOptions):
+    """Options of the components that only reorder: ``deduplicate=True`` is
+    refused with the reason (they cannot see the prompt)."""
+
+    deduplicate: bool = Field(default=False, exclude=True)
+
+    @field_validator("deduplicate")
+    @classmethod
+    def _refuse(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(_NO_DEDUP.format(name=cls.__name__))
+        return value

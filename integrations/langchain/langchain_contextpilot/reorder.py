@@ -4,9 +4,8 @@
 
 Sync, async and batch. ``batch``/``abatch`` plan all inputs in one call,
 so documents shared across the batch line up as a common prefix; outputs
-stay aligned with inputs. The conversation (for dedup) comes from
-``config["configurable"]["conversation_id"]`` (or ``session_id``), else
-the instance's.
+stay aligned with inputs. It does not deduplicate (it cannot see the
+prompt): ``ContextPilotChatPrompt`` does, against the history it sends.
 """
 
 from __future__ import annotations
@@ -17,19 +16,13 @@ from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackMa
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 
-from langchain_contextpilot._documents import (
-    STRICT_CONFIG,
-    ContextPilotOptions,
-    check_documents,
-    conversation_from_config,
-)
+from langchain_contextpilot._documents import STRICT_CONFIG, ReorderOnly, check_documents
 
 __all__ = ["ContextPilotReorder"]
 
 
-class ContextPilotReorder(ContextPilotOptions, RunnableSerializable[list[Document], list[Document]]):
-    """Reorders retrieved documents for prefix-cache reuse (and optionally
-    deduplicates them across a conversation); see the package README.
+class ContextPilotReorder(ReorderOnly, RunnableSerializable[list[Document], list[Document]]):
+    """Reorders retrieved documents for prefix-cache reuse; see the package README.
 
     Output: copies of the input documents in the order contextpilot chose,
     each with ``contextpilot_rank`` (its relevance rank) in its metadata.
@@ -75,19 +68,19 @@ class ContextPilotReorder(ContextPilotOptions, RunnableSerializable[list[Documen
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> list[Document]:
         docs = check_documents(input)
-        return self._plan_many([docs], [conversation_from_config(config)])[0]
+        return self._plan_many([docs])[0]
 
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> list[Document]:
         docs = check_documents(input)
-        return (await self._aplan_many([docs], [conversation_from_config(config)]))[0]
+        return (await self._aplan_many([docs]))[0]
 
     def _batch(
         self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun], config: list[RunnableConfig]
     ) -> list[list[Document] | Exception]:
-        out, good, docs, cids = _prepare(inputs, config)
-        for i, res in zip(good, self._plan_many(docs, cids) if good else []):
+        out, good, docs = _prepare(inputs)
+        for i, res in zip(good, self._plan_many(docs) if good else []):
             out[i] = res
         return out
 
@@ -97,29 +90,24 @@ class ContextPilotReorder(ContextPilotOptions, RunnableSerializable[list[Documen
         run_manager: list[AsyncCallbackManagerForChainRun],
         config: list[RunnableConfig],
     ) -> list[list[Document] | Exception]:
-        out, good, docs, cids = _prepare(inputs, config)
-        for i, res in zip(good, await self._aplan_many(docs, cids) if good else []):
+        out, good, docs = _prepare(inputs)
+        for i, res in zip(good, await self._aplan_many(docs) if good else []):
             out[i] = res
         return out
 
 
-def _prepare(
-    inputs: list[Any], configs: list[RunnableConfig]
-) -> tuple[list[Any], list[int], list[list[Document]], list[str | None]]:
+def _prepare(inputs: list[Any]) -> tuple[list[Any], list[int], list[list[Document]]]:
     """Validate a batch: bad inputs become their exception in the output
     (LangChain raises the first unless ``return_exceptions``); the rest are
     planned together."""
     out: list[Any] = [None] * len(inputs)
     good: list[int] = []
     docs: list[list[Document]] = []
-    cids: list[str | None] = []
-    for i, (inp, conf) in enumerate(zip(inputs, configs)):
+    for i, inp in enumerate(inputs):
         try:
-            d, c = check_documents(inp, f"inputs[{i}]"), conversation_from_config(conf)
+            docs.append(check_documents(inp, f"inputs[{i}]"))
         except ValueError as e:
             out[i] = e
             continue
         good.append(i)
-        docs.append(d)
-        cids.append(c)
-    return out, good, docs, cids
+    return out, good, docs

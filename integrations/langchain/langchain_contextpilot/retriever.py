@@ -1,14 +1,12 @@
 """``ContextPilotRetriever``: a ``BaseRetriever`` wrapping any retriever.
 
     retriever = ContextPilotRetriever(base_retriever=store.as_retriever(), k=4)
-    docs = retriever.invoke("question", config={"configurable": {"conversation_id": "c1"}})
+    docs = retriever.invoke("question")
 
 Native async: ``ainvoke`` awaits the base retriever's ``ainvoke`` and the
 server (if any), never a thread. ``k`` (constructor or ``invoke(..., k=)``)
 keeps the k most relevant documents, passed on to a base ``BaseRetriever``
-as its ``k`` too. The conversation comes from ``invoke(...,
-conversation_id=)``, the config's ``configurable`` (``conversation_id`` or
-``session_id``), or the instance.
+as its ``k`` too. It does not deduplicate (it cannot see the prompt).
 """
 
 from __future__ import annotations
@@ -18,36 +16,20 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, RetrieverLike
-from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import ensure_config
 from pydantic import Field
 
-from langchain_contextpilot._documents import (
-    STRICT_CONFIG,
-    ContextPilotOptions,
-    check_documents,
-    conversation_from_config,
-)
+from langchain_contextpilot._documents import STRICT_CONFIG, ReorderOnly, check_documents
 
 __all__ = ["ContextPilotRetriever"]
 
 
-class ContextPilotRetriever(ContextPilotOptions, BaseRetriever):
-    """Retrieves with ``base_retriever``, then reorders (and optionally
-    deduplicates) for prefix-cache reuse."""
+class ContextPilotRetriever(ReorderOnly, BaseRetriever):
+    """Retrieves with ``base_retriever``, then reorders for prefix-cache reuse."""
 
     model_config = STRICT_CONFIG
 
     base_retriever: RetrieverLike
     k: int | None = Field(default=None, ge=1)
-
-    def invoke(self, input: str, config: RunnableConfig | None = None, **kwargs: Any) -> list[Document]:
-        return super().invoke(input, config, **_with_conversation(config, kwargs))
-
-    async def ainvoke(
-        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Document]:
-        return await super().ainvoke(input, config, **_with_conversation(config, kwargs))
 
     def _get_relevant_documents(
         self,
@@ -55,13 +37,12 @@ class ContextPilotRetriever(ContextPilotOptions, BaseRetriever):
         *,
         run_manager: CallbackManagerForRetrieverRun,
         k: int | None = None,
-        conversation_id: str | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         k, base_kwargs = self._base_kwargs(k, kwargs)
         docs = self.base_retriever.invoke(query, config={"callbacks": run_manager.get_child()}, **base_kwargs)
         docs = check_documents(docs, "base_retriever result")[:k]
-        return self._plan_many([docs], [conversation_id])[0]
+        return self._plan_many([docs])[0]
 
     async def _aget_relevant_documents(
         self,
@@ -69,7 +50,6 @@ class ContextPilotRetriever(ContextPilotOptions, BaseRetriever):
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
-        conversation_id: str | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         k, base_kwargs = self._base_kwargs(k, kwargs)
@@ -77,7 +57,7 @@ class ContextPilotRetriever(ContextPilotOptions, BaseRetriever):
             query, config={"callbacks": run_manager.get_child()}, **base_kwargs
         )
         docs = check_documents(docs, "base_retriever result")[:k]
-        return (await self._aplan_many([docs], [conversation_id]))[0]
+        return (await self._aplan_many([docs]))[0]
 
     def _base_kwargs(self, k: int | None, kwargs: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
         k = self.k if k is None else k
@@ -87,11 +67,3 @@ class ContextPilotRetriever(ContextPilotOptions, BaseRetriever):
         if not isinstance(self.base_retriever, BaseRetriever):
             return k, {}
         return k, ({**kwargs, "k": k} if k is not None else kwargs)
-
-
-def _with_conversation(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    if kwargs.get("conversation_id") is None:
-        cid = conversation_from_config(ensure_config(config))
-        if cid is not None:
-            return {**kwargs, "conversation_id": cid}
-    return kwargs

@@ -35,19 +35,15 @@ def format_docs(docs: list[Document]) -> str:
     return "\n".join(f"[{d.id}] {d.page_content}" for d in docs)
 
 
-def context_of(prompt: str) -> list[tuple[str, bool]]:
-    """(document id, sent as a dedup note?) for each context line the model received."""
+def ids_of(prompt: str) -> list[str]:
+    """Document ids of the context lines the model received, in order."""
     body = prompt.split("Context:\n", 1)[1].split("\n\nQuestion:", 1)[0]
     out = []
     for line in body.splitlines():
         m = re.match(r"\[(\w+)\] (.*)", line)
         assert m, f"unexpected context line {line!r}"
-        out.append((m.group(1), m.group(2).startswith("[Document ")))
+        out.append(m.group(1))
     return out
-
-
-def ids_of(prompt: str) -> list[str]:
-    return [i for i, _ in context_of(prompt)]
 
 
 def shareable_prefix(first: list[str], second_set: set[str]) -> int:

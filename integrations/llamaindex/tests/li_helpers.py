@@ -60,27 +60,17 @@ def echo_llm() -> MockLLM:
     return MockLLM(max_tokens=None)
 
 
-def context_of(prompt: str) -> list[tuple[str, bool]]:
-    """(document key, sent as a dedup note?) per context passage the LLM received, in order."""
+def ids_of(prompt: str) -> list[str]:
+    """Document keys of the context passages the LLM received, in order."""
     body = prompt.split("---------------------\n", 1)[1].split("\n---------------------", 1)[0]
     out = []
     for passage in body.split("\n\n"):
         passage = passage.strip()
-        if not passage:
-            continue
-        if passage.startswith("[Passage "):
-            keys = [k for k, t in CAPITALS.items() if passage.endswith(f'it begins: "{t}"]')]
-            assert len(keys) == 1, f"unexpected note {passage!r}"
-            out.append((keys[0], True))
-            continue
-        keys = [k for k, t in CAPITALS.items() if passage == t]
-        assert len(keys) == 1, f"unexpected passage {passage!r}"
-        out.append((keys[0], False))
+        if passage:
+            keys = [k for k, t in CAPITALS.items() if passage == t]
+            assert len(keys) == 1, f"unexpected passage {passage!r}"
+            out.append(keys[0])
     return out
-
-
-def ids_of(prompt: str) -> list[str]:
-    return [k for k, _ in context_of(prompt)]
 
 
 def shareable_prefix(first: list[str], second_set: set[str]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from li_helpers import Q1, Q2, context_of, echo_llm, ids_of, shareable_prefix
+from li_helpers import Q1, Q2, echo_llm, ids_of, shareable_prefix
 from llama_index.postprocessor.contextpilot import ContextPilotNodePostprocessor
 
 pytest.importorskip("httpx")
@@ -31,13 +31,14 @@ def test_two_query_session_through_the_server(index, server_url, client):
     post.close()
 
 
-async def test_async_dedup_through_the_server(index, server_url, client):
-    post = ContextPilotNodePostprocessor(server_url=server_url, deduplicate=True, conversation_id="li")
+async def test_async_session_through_the_server(index, server_url, client):
+    post = ContextPilotNodePostprocessor(server_url=server_url)
     qe = engine(index, post)
-    first = context_of(str(await qe.aquery(Q1)))
-    second = context_of(str(await qe.aquery(Q2)))
-    assert {k for k, n in second if n} == {k for k, _ in first} & {k for k, _ in second} != set()
-    assert any(s["conversation_id"] == "li" for s in client.sessions()["sessions"])
+    p1 = ids_of(str(await qe.aquery(Q1)))
+    p2 = ids_of(str(await qe.aquery(Q2)))
+    best = shareable_prefix(p1, set(p2))
+    assert best >= 2 and p2[:best] == p1[:best]
+    assert client.stats()["index_stats"]["live_requests"] == 2
 
 
 def test_unreachable_server_is_a_clear_error(index):

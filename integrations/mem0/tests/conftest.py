@@ -35,8 +35,33 @@ def memory(store_dir: str):
 
 
 @pytest.fixture
-def async_memory(store_dir: str):
-    m = make_memory(os.path.join(store_dir, "async"), asynchronous=True)
+def ranked_memory(store_dir: str):
+    """mem0 with the contextpilot reranker configured the mem0 way."""
+    import contextpilot_mem0  # noqa: F401  (registers the provider)
+
+    m = make_memory(store_dir, reranker={"provider": "contextpilot", "config": {}})
     yield m
     m.vector_store.client.close()
     m.close()
+
+
+@pytest.fixture
+def async_memory(store_dir: str):
+    import contextpilot_mem0  # noqa: F401
+
+    m = make_memory(
+        os.path.join(store_dir, "async"), asynchronous=True, reranker={"provider": "contextpilot"}
+    )
+    yield m
+    m.vector_store.client.close()
+    m.close()
+
+
+@pytest.fixture(scope="session")
+def llama_servers():
+    """Gemma 3 270M on two real llama-servers (skips loudly, or fails under CI, when absent)."""
+    from _support import LlamaServers
+
+    servers = LlamaServers()
+    yield servers
+    servers.close()

@@ -11,9 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 from _support import as_messages
-from contextpilot_mem0 import ContextPilotMemory
-
-import contextpilot as cp
+from contextpilot_mem0 import ContextPilotReranker, chat_messages, memory_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from procs import engine  # noqa: E402  (the repository's process helper)
@@ -63,13 +61,15 @@ def _flush(proc) -> None:
 def test_chat_loop_cached_tokens_grow_turn_over_turn(memory, client):
     c, proc = client
     memory.add(as_messages(FACTS), user_id="erin", infer=False)
-    cpm = ContextPilotMemory(memory, pilot=cp.ContextPilot())
+    memory.reranker = ContextPilotReranker()
 
-    chat = cpm.chat("erin-1", filters=USER, top_k=3, threshold=0.0)
     ours = []
+    history: list[dict[str, str]] = []
     for q in QUESTIONS:
-        answer, total, cached = _send(c, chat.messages(q))
-        chat.reply(answer)
+        found = memory.search(q, filters=USER, top_k=3, threshold=0.0, rerank=True)
+        prompt = chat_messages(history, q, found)
+        answer, total, cached = _send(c, prompt)
+        history = [*prompt[1:], {"role": "assistant", "content": answer}]
         ours.append((total, cached))
     # every turn finds the whole previous prompt in the engine's cache
     for (prev_total, _), (_, cached) in zip(ours, ours[1:]):
@@ -77,7 +77,7 @@ def test_chat_loop_cached_tokens_grow_turn_over_turn(memory, client):
     assert all(b[1] > a[1] for a, b in zip(ours, ours[1:]))
 
     _flush(proc)
-    history: list[dict[str, str]] = []
+    history = []
     plain = []
     for q in QUESTIONS:  # mem0's usual chat loop: memories in the system message
         found = memory.search(q, filters=USER, top_k=3, threshold=0.0)
@@ -96,7 +96,7 @@ def test_chat_loop_cached_tokens_grow_turn_over_turn(memory, client):
 def test_one_shot_loop_engine_reuses_more_with_contextpilot_order(memory, client):
     c, proc = client
     memory.add(as_messages(FACTS), user_id="erin", infer=False)
-    cpm = ContextPilotMemory(memory, pilot=cp.ContextPilot())
+    memory.reranker = ContextPilotReranker()
     questions = QUESTIONS + QUESTIONS[::-1]
 
     def run(build) -> float:
@@ -107,7 +107,9 @@ def test_one_shot_loop_engine_reuses_more_with_contextpilot_order(memory, client
             hit, total = hit + x, total + t
         return hit / total
 
-    plain = run(lambda q: cpm.build_messages(q, memory.search(q, filters=USER, top_k=5, threshold=0.0)))
-    ours = run(lambda q: cpm.messages(q, filters=USER, top_k=5, threshold=0.0))
+    plain = run(lambda q: memory_messages(q, memory.search(q, filters=USER, top_k=5, threshold=0.0)))
+    ours = run(
+        lambda q: memory_messages(q, memory.search(q, filters=USER, top_k=5, threshold=0.0, rerank=True))
+    )
     print(f"\nengine cached/prompt tokens, one-shot: plain mem0 order {plain:.3f}, ours {ours:.3f}")
     assert ours > plain

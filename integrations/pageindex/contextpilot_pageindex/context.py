@@ -1,63 +1,89 @@
-"""PageIndex retrieval results in prefix-cache-friendly prompts.
+"""PageIndex retrieval results in prefix-cache-friendly prompts, labelled ``doc:node``.
 
-PageIndex retrieves by reasoning over a document's tree: a model reads the
-tree structure and names nodes, then the nodes' text (or pages) goes to a
-model with the question. Both prompts are built here with the public
-contextpilot API:
+Where PageIndex users get their units from, all accepted as is:
 
-* :meth:`ContextPilotPageIndex.tree_search_messages` — the registered
-  trees (without text) before the question, ordered by the pilot so
-  repeated searches over the same documents share the whole tree prefix;
-* :meth:`ContextPilotPageIndex.messages` — one question: the selected
-  nodes/pages, each once, reordered by the pilot against what earlier
-  prompts sent, the retrieval order restated for the model;
-* :meth:`ContextPilotPageIndex.chat` — contextpilot's append-only chat
-  session (:class:`contextpilot.ChatStore`) fed with the selected
-  sections; a node or page the history already holds is replaced by a
-  reference hint, so each prompt starts with the whole previous one.
+* the local or cloud client (``pageindex.PageIndexClient``):
+  :meth:`ContextPilotPageIndex.add_document` pulls a document's tree
+  (``get_tree(include_text=True)``) and pages (``get_page_content``);
+* ``md_to_tree`` / ``get_tree`` / ``get_document_structure`` output
+  (:meth:`~ContextPilotPageIndex.add_tree`), page contents from the client or
+  the agent tool ``get_page_content`` (:meth:`~ContextPilotPageIndex.add_pages`);
+* what retrieval found: node refs from a tree search, page refs from the
+  agent tool's output (:func:`refs_from_tool_result`) or from the answer's
+  citations (:func:`refs_from_citations`, ``client.get_citations``).
 
-State is bounded: documents (``max_documents``, LRU), chat sessions
-(``max_sessions``, idle ``session_ttl``, history restarted after
-``max_turns``), and the pilot's own index caps.
+Prompts (the public contextpilot plugin API underneath):
+
+* :meth:`ContextPilotPageIndex.messages` — one question: the sections, each
+  node and page once, ordered by contextpilot against what earlier prompts
+  sent, the retrieval order restated;
+* :meth:`ContextPilotPageIndex.chat_messages` — a chat over a history the
+  caller keeps: a section whose block is already in that history becomes a
+  note pointing at it, nothing else (no session state to bound).
+
+State: the registered documents (``max_documents``, LRU) and the planner's
+live index (its own caps).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import contextpilot as cp
+from contextpilot.plugins import DEFAULT_NOTE, Item, Planner, chat_turn, estimate_tokens, one_shot, stable_key
 from contextpilot_pageindex.tree import DocumentStore, Ref, Selection
 
 __all__ = [
     "CHAT_SYSTEM",
     "DEFAULT_SYSTEM",
-    "TREE_SEARCH_SYSTEM",
+    "SECTIONS_HEADER",
     "ContextPilotPageIndex",
-    "PageIndexChat",
-    "parse_node_list",
+    "refs_from_citations",
+    "refs_from_tool_result",
 ]
 
 DEFAULT_SYSTEM = (
     "Answer the user's question using the document sections below. Each section starts with its label "
-    "in square brackets, then its document, title path and pages."
+    "(document:node or document:page) in square brackets, then its document, title path and pages."
 )
 CHAT_SYSTEM = (
     "You answer questions about documents. A user turn may start with document sections, each labelled "
     "in square brackets; a section already given earlier in this conversation is not repeated but "
     "referred to by its label."
 )
-TREE_SEARCH_SYSTEM = (
-    "You are given the tree structure of one or more documents as JSON (title, node_id, page or line "
-    "range, summary). Find every node likely to contain the answer to the user's question."
-)
-TREE_SEARCH_FORMAT = (
-    'Reply in JSON: {"thinking": "<your reasoning>", "node_list": ["<doc_id>:<node_id>", ...]}'
-)
 SECTIONS_HEADER = "Document sections:"
+
+
+def refs_from_citations(citations: Any) -> list[Ref]:
+    """Page refs from ``client.get_citations(answer)`` (``[{'doc_id', 'page', ...}]``),
+    in order, once each."""
+    if isinstance(citations, (str, bytes)) or not isinstance(citations, Sequence):
+        raise ValueError("citations must be get_citations() output: a list of {'doc_id', 'page'}")
+    refs: list[Ref] = []
+    for i, c in enumerate(citations):
+        doc, page = (c.get("doc_id"), c.get("page")) if isinstance(c, Mapping) else (None, None)
+        if not isinstance(doc, str) or isinstance(page, bool) or not isinstance(page, int):
+            raise ValueError(f"citations[{i}] needs a string 'doc_id' and an int 'page'")
+        refs.append((doc, page))
+    return list(dict.fromkeys(refs))
+
+
+def refs_from_tool_result(doc_id: str, result: Any) -> list[Ref]:
+    """Page refs from the agent tool ``get_page_content``'s result (its JSON
+    text or dict: ``{"content": [{"page", "text"}]}``) for document ``doc_id``."""
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            raise ValueError("tool result is not JSON") from None
+    content = result.get("content") if isinstance(result, Mapping) else None
+    if not isinstance(content, list):
+        raise ValueError("tool result has no 'content' list (get_page_content output)")
+    return [
+        (doc_id, int(p["page"])) for p in content if isinstance(p, Mapping) and isinstance(p.get("page"), int)
+    ]
 
 
 def _check_text(value: Any, name: str) -> str:
@@ -66,71 +92,54 @@ def _check_text(value: Any, name: str) -> str:
     return value
 
 
-def parse_node_list(answer: Any, default_doc_id: str | None = None) -> list[Ref]:
-    """Refs from a tree search answer: JSON text or a dict with ``node_list``
-    entries ``"doc_id:node_id"`` (or bare ``node_id`` with ``default_doc_id``)."""
-    if isinstance(answer, str):
-        text = answer.strip()
-        start, end = text.find("{"), text.rfind("}")
-        try:
-            answer = json.loads(text[start : end + 1] if start >= 0 else text)
-        except ValueError:
-            raise ValueError("tree search answer is not JSON with a node_list") from None
-    items = answer.get("node_list") if isinstance(answer, Mapping) else None
-    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-        raise ValueError("tree search answer has no node_list list")
-    refs: list[Ref] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, str) or not item:
-            raise ValueError(f"node_list[{i}] must be a 'doc_id:node_id' string")
-        doc, sep, node = item.rpartition(":")
-        if not sep:
-            if default_doc_id is None:
-                raise ValueError(f"node_list[{i}] = {item!r} names no document and no default_doc_id given")
-            doc, node = default_doc_id, item
-        refs.append((doc, node))
-    return refs
-
-
 class ContextPilotPageIndex:
-    """Registered PageIndex documents -> prompts; see the module docstring."""
+    """Registered PageIndex documents -> prompts; see the module docstring.
+
+    ``client``: a ``pageindex.PageIndexClient`` to pull documents from
+    (optional); ``pilot`` / ``server_url`` / ``capacity_tokens``: where
+    planning happens (default: a fresh local pilot).
+    """
 
     def __init__(
         self,
-        pilot: cp.ContextPilot | None = None,
+        client: Any = None,
         *,
-        system_instruction: str | None = None,
-        chat_instruction: str | None = None,
-        hint_template: str | None = None,
+        pilot: Any = None,
+        server_url: str | None = None,
+        api_key: str | None = None,
+        capacity_tokens: float | None = None,
+        system_instruction: str = DEFAULT_SYSTEM,
+        chat_instruction: str = CHAT_SYSTEM,
+        note_template: str = DEFAULT_NOTE,
         max_documents: int = 1_000,
-        max_sessions: int = 10_000,
-        session_ttl: float | None = 3600.0,
-        max_turns: int = 64,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.pilot = pilot if pilot is not None else cp.ContextPilot()
-        self.system_instruction = DEFAULT_SYSTEM if system_instruction is None else system_instruction
-        self.chat_instruction = CHAT_SYSTEM if chat_instruction is None else chat_instruction
-        # the core chat session: history, dedup hints, restarts, bounds (validates the options)
-        self.chat_store = cp.ChatStore(
-            self.pilot,
-            system_instruction=self.chat_instruction,
-            header=SECTIONS_HEADER,
-            # sections are long: a hint quoting the first line costs little
-            hint_template=hint_template
-            if hint_template is not None
-            else self.pilot.hint_template or cp.DEFAULT_HINT,
-            max_turns=max_turns,
-            max_sessions=max_sessions,
-            session_ttl=session_ttl,
-            clock=clock,
+        self.client = client
+        self.planner = Planner(
+            pilot=pilot, server_url=server_url, api_key=api_key, capacity_tokens=capacity_tokens
         )
-        self.hint_template = hint_template
-        self.max_turns = max_turns
+        self.pilot = self.planner.pilot
+        self.system_instruction = system_instruction
+        self.chat_instruction = chat_instruction
+        self.note_template = note_template
         self._lock = threading.Lock()
         self._docs = DocumentStore(max_documents)
 
     # -- documents -----------------------------------------------------------------
+
+    def add_document(self, doc_id: str, client: Any = None) -> int:
+        """Pull ``doc_id``'s tree (with text) and pages from the PageIndex client."""
+        client = client if client is not None else self.client
+        if client is None or not hasattr(client, "get_tree"):
+            raise ValueError(
+                "add_document needs a pageindex client (ContextPilotPageIndex(client) or client=)"
+            )
+        tree = client.get_tree(doc_id, include_text=True)
+        count = self.add_tree(doc_id, tree)
+        meta = client.get_document(doc_id) if hasattr(client, "get_document") else {}
+        pages = (meta or {}).get("page_count") or (meta or {}).get("pageNum")
+        if isinstance(pages, int) and pages > 0:
+            self.add_pages(doc_id, client.get_page_content(doc_id, f"1-{pages}"))
+        return count
 
     def add_tree(self, doc_id: str, tree: Any) -> int:
         """Register a tree (``md_to_tree`` / ``get_tree`` output or a node list)."""
@@ -138,7 +147,7 @@ class ContextPilotPageIndex:
             return self._docs.add_tree(doc_id, tree)
 
     def add_pages(self, doc_id: str, pages: Any) -> int:
-        """Register page contents (``get_page_content`` output)."""
+        """Register page contents (``get_page_content`` or agent-tool output)."""
         with self._lock:
             return self._docs.add_pages(doc_id, pages)
 
@@ -151,76 +160,43 @@ class ContextPilotPageIndex:
             return self._docs.ids()
 
     def select(self, refs: Sequence[Ref]) -> Selection:
-        """Blocks for ``refs`` in the given order, each node/page once."""
+        """Units for ``refs`` in the given order, each node/page once."""
         with self._lock:
             return self._docs.select(refs)
 
-    # -- prompts -----------------------------------------------------------------------
-
-    def tree_search_messages(self, query: str, doc_ids: Sequence[str] | None = None) -> list[dict[str, str]]:
-        """``[system, user]`` asking a model to pick nodes; parse its answer
-        with :func:`parse_node_list`. Trees come first, ordered by the pilot."""
-        _check_text(query, "query")
-        with self._lock:
-            ids = self._docs.ids() if doc_ids is None else list(doc_ids)
-            blocks = [self._docs.structure_block(d) for d in ids]
-        if blocks:
-            blocks = self.pilot.reorder_detailed([blocks]).reordered[0]
-        system = "\n\n".join([TREE_SEARCH_SYSTEM, *blocks])
-        return [
-            {"role": "system", "content": system},
-            {"role": "user", "content": f"Question: {query}\n\n{TREE_SEARCH_FORMAT}"},
-        ]
+    # -- prompts -------------------------------------------------------------------
 
     def messages(self, query: str, refs: Sequence[Ref]) -> list[dict[str, str]]:
-        """``[system, user]`` for one question: the sections reordered for
-        the cache (and recorded as sent), retrieval order restated."""
+        """``[system, user]`` for one question: the sections in cache order
+        (recorded as sent), the retrieval order restated. One planning call."""
         _check_text(query, "query")
         sel = self.select(refs)
-        return self.pilot.optimize(sel.blocks, query, system_instruction=self.system_instruction)
+        order = list(range(len(sel.texts)))
+        if sel.texts:
+            items = [Item(stable_key(b), estimate_tokens(b)) for b in sel.blocks]
+            order = self.planner.plan([items], [None], False)[0].order
+        return one_shot(
+            query,
+            [sel.labels[p] for p in order],
+            [sel.texts[p] for p in order],
+            ranked=sel.labels,
+            header=SECTIONS_HEADER,
+            system=self.system_instruction,
+            noun="Sections",
+        )
 
-    # -- chat sessions -------------------------------------------------------------------
-
-    def chat(self, session_id: str) -> PageIndexChat:
-        """The chat session ``session_id`` (created on first use)."""
-        _check_text(session_id, "session_id")
-        return PageIndexChat(self, self.chat_store.session(session_id))
-
-    def end_session(self, session_id: str) -> bool:
-        return self.chat_store.end(session_id)
-
-    def sessions(self) -> list[str]:
-        return self.chat_store.ids()
-
-
-class PageIndexChat:
-    """One session: ``messages(question, refs)`` -> model -> ``reply(answer)``."""
-
-    def __init__(self, owner: ContextPilotPageIndex, session: cp.ChatSession) -> None:
-        self._owner, self._session = owner, session
-
-    @property
-    def session_id(self) -> str:
-        return self._session.session_id
-
-    @property
-    def history(self) -> list[dict[str, str]]:
-        return self._session.history
-
-    @property
-    def restarts(self) -> int:
-        return self._session.restarts
-
-    @property
-    def conversation_id(self) -> str | None:
-        """The pilot's dedup conversation of the current history."""
-        return self._session.conversation_id
-
-    def messages(self, query: str, refs: Sequence[Ref]) -> list[dict[str, str]]:
-        """The whole conversation so far plus this turn: the sections named
-        by ``refs`` (each node/page once), repeats hinted, then ``query``."""
-        _check_text(query, "query")
-        return self._session.messages(self._owner.select(refs).blocks, query)
-
-    def reply(self, answer: str) -> None:
-        self._session.reply(answer)
+    def chat_messages(self, history: Any, query: str, refs: Sequence[Ref]) -> list[dict[str, str]]:
+        """``[system] + history + [this turn]``; send it as is and keep
+        ``result[1:]`` plus the answer as the next history. Sections keep
+        the retrieval order (they follow this conversation's own history)."""
+        sel = self.select(refs)
+        return chat_turn(
+            history,
+            query,
+            sel.labels,
+            sel.texts,
+            header=SECTIONS_HEADER,
+            system=self.chat_instruction,
+            noun="Sections",
+            note_template=self.note_template,
+        )

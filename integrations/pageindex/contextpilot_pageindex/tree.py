@@ -5,9 +5,11 @@ A *ref* names one unit of a registered document: ``(doc_id, node_id)`` with
 with ``page`` an int (1-based) for a page's content. ``node_id`` values are
 only unique per document, hence the pair.
 
-A block is the unit's text with a one-line header (document, title path,
-node id, page or line range), rendered the same way every time so it has
-the same tokens in every prompt. A node without text expands into its
+A unit is labelled ``doc:node`` (``handbook:0006``) or ``doc:p<page>``
+(``report:p5``); its text starts with a one-line header (document, title
+path, page or line range), rendered the same way every time so it has the
+same tokens in every prompt; in a prompt it appears as ``[label]`` then the
+text (:func:`contextpilot.plugins.render_block`). A node without text expands into its
 pages when the document's pages are registered (``start_index`` ..
 ``end_index``), else into its summary; otherwise it is an error naming the
 ref. :meth:`DocumentStore.select` keeps each node and each page once per
@@ -23,11 +25,12 @@ tool's ``content`` (``[{"page", "text"}]``).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from contextpilot.plugins import clean_label, render_block
 
 __all__ = ["DocumentStore", "Ref", "Selection"]
 
@@ -57,13 +60,21 @@ class _Document:
 
 @dataclass
 class Selection:
-    """Blocks for one request, in the order the refs were given."""
+    """Units for one request, in the order the refs were given."""
 
-    blocks: list[str]
-    #: the unit each block came from (a page ref when a node expanded into pages)
+    #: ``doc:node`` / ``doc:p<page>`` of each unit
+    labels: list[str]
+    #: each unit's text (header line, then content)
+    texts: list[str]
+    #: the unit each text came from (a page ref when a node expanded into pages)
     refs: list[Ref]
     #: refs (or pages of expanded nodes) dropped because already selected
     duplicates: list[Ref]
+
+    @property
+    def blocks(self) -> list[str]:
+        """Each unit as it appears in a prompt: ``[label]`` line, then its text."""
+        return [render_block(lab, t) for lab, t in zip(self.labels, self.texts)]
 
 
 def _nodes_of(tree: Any) -> tuple[list[Any], str | None]:
@@ -197,19 +208,26 @@ class DocumentStore:
 
     @staticmethod
     def _header(doc: _Document, node: _Node) -> str:
-        where = f"node {node.node_id}"
+        where = ""
         if node.start is not None:
             end = node.end if node.end is not None else node.start
-            where += f", page {node.start}" if end == node.start else f", pages {node.start}-{end}"
+            where = f" (page {node.start})" if end == node.start else f" (pages {node.start}-{end})"
         elif node.line is not None:
-            where += f", line {node.line}"
-        return f"{doc.name}: {' > '.join(t for t in node.path if t)} ({where})"
+            where = f" (line {node.line})"
+        return f"{doc.name}: {' > '.join(t for t in node.path if t)}{where}"
 
     @staticmethod
-    def _page_block(doc: _Document, page: int) -> str:
-        return f"{doc.name}: page {page}\n{doc.pages[page]}"
+    def _label(doc_id: str, unit: str | int) -> str:
+        return clean_label(f"{doc_id}:{unit}" if isinstance(unit, str) else f"{doc_id}:p{unit}")
 
-    def _units(self, ref: Any) -> list[tuple[Ref, str]]:
+    def _page(self, doc: _Document, page: int) -> tuple[Ref, str, str]:
+        return (
+            (doc.doc_id, page),
+            self._label(doc.doc_id, page),
+            f"{doc.name}: page {page}\n{doc.pages[page]}",
+        )
+
+    def _units(self, ref: Any) -> list[tuple[Ref, str, str]]:
         if not isinstance(ref, (tuple, list)) or len(ref) != 2:
             raise ValueError(f"ref must be a (doc_id, node_id) or (doc_id, page) pair, got {ref!r}")
         doc_id, unit = ref
@@ -218,8 +236,9 @@ class DocumentStore:
             node = doc.nodes.get(unit)
             if node is None:
                 raise ValueError(f"unknown node {unit!r} in document {doc_id!r}")
+            label = self._label(doc_id, unit)
             if node.text is not None:
-                return [((doc_id, unit), f"{self._header(doc, node)}\n{node.text}")]
+                return [((doc_id, unit), label, f"{self._header(doc, node)}\n{node.text}")]
             if node.start is not None and doc.pages:
                 end = node.end if node.end is not None else node.start
                 missing = [p for p in range(node.start, end + 1) if p not in doc.pages]
@@ -227,9 +246,9 @@ class DocumentStore:
                     raise ValueError(
                         f"node ({doc_id!r}, {unit!r}) needs pages {missing} of {doc_id!r}: add_pages()"
                     )
-                return [((doc_id, p), self._page_block(doc, p)) for p in range(node.start, end + 1)]
+                return [self._page(doc, p) for p in range(node.start, end + 1)]
             if node.summary is not None:
-                return [((doc_id, unit), f"{self._header(doc, node)} summary\n{node.summary}")]
+                return [((doc_id, unit), label, f"{self._header(doc, node)}, summary\n{node.summary}")]
             raise ValueError(
                 f"node ({doc_id!r}, {unit!r}) has no text, pages or summary: build the tree with text "
                 "(md_to_tree if_add_node_text='yes', get_tree include_text=True) or add_pages()"
@@ -238,26 +257,21 @@ class DocumentStore:
             raise ValueError(f"ref {ref!r}: the second item must be a node_id string or a page int")
         if unit not in doc.pages:
             raise ValueError(f"page {unit} of document {doc_id!r} is not registered: add_pages()")
-        return [((doc_id, unit), self._page_block(doc, unit))]
+        return [self._page(doc, unit)]
 
     def select(self, refs: Any) -> Selection:
         """Blocks for ``refs`` (relevance order kept), each node and page once. O(units)."""
         if isinstance(refs, (str, bytes)) or not isinstance(refs, Iterable):
             raise ValueError("refs must be a list of (doc_id, node_id) or (doc_id, page) pairs")
-        sel = Selection([], [], [])
+        sel = Selection([], [], [], [])
         seen: set[Ref] = set()
         for ref in refs:
-            for key, block in self._units(ref):
+            for key, label, text in self._units(ref):
                 if key in seen:
                     sel.duplicates.append(key)
                     continue
                 seen.add(key)
-                sel.blocks.append(block)
+                sel.labels.append(label)
+                sel.texts.append(text)
                 sel.refs.append(key)
         return sel
-
-    def structure_block(self, doc_id: str) -> str:
-        """The document's tree without texts (what a tree search reasons over)."""
-        doc = self._doc(doc_id)
-        body = json.dumps(doc.structure, ensure_ascii=False, separators=(",", ":"))
-        return f"Document {doc.doc_id} ({doc.name}) structure:\n{body}"

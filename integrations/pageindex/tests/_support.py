@@ -161,10 +161,3 @@ def locomo_sample(index: int = 0) -> dict[str, Any] | None:
     if path is None:
         return None
     return json.loads(Path(path).read_text(encoding="utf-8"))[index]
-
-
-def label_of(text: str) -> str:
-    import contextpilot as cp
-
-    system = cp.build_messages([text], "q", system_instruction="")[0]["content"]
-    return system.split("\n", 1)[0].strip("[]")

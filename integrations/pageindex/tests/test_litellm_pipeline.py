@@ -1,25 +1,24 @@
-"""PageIndex's pipeline end to end, offline: ``md_to_tree`` builds the tree,
-the tree search and answer calls go through litellm (PageIndex's LLM layer).
-The tree search is answered by litellm's ``mock_response`` (what a model
-would pick); the answers go over HTTP to contextpilot's simulated
-OpenAI-compatible engine (a separate process with a token-level prefix
-cache), which reports ``usage.prompt_tokens_details.cached_tokens``.
-A litellm callback records exactly what each model call received."""
+"""PageIndex's markdown pipeline end to end, offline: ``md_to_tree`` builds
+the tree, retrieval picks nodes (fixed picks stand in for the model's tree
+search), and the answer calls go through litellm (PageIndex's LLM layer)
+over HTTP to contextpilot's simulated OpenAI-compatible engine (a separate
+process with a token-level prefix cache), which reports
+``usage.prompt_tokens_details.cached_tokens``. A litellm callback records
+exactly what each model call received."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import litellm
 import pytest
 from _support import build_tree, handbook_markdown
-from contextpilot_pageindex import DEFAULT_SYSTEM, ContextPilotPageIndex, parse_node_list
+from contextpilot_pageindex import ContextPilotPageIndex
 from litellm.integrations.custom_logger import CustomLogger
 
 import contextpilot as cp
-from contextpilot.server.sim_engine import render_chat, tokenize
+from contextpilot.plugins import DEFAULT_NOTE, find_notes, unseen_notes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from procs import engine  # noqa: E402  (the repository's process helper)
@@ -70,44 +69,40 @@ def _flush(url: str) -> None:
 
 
 def test_pipeline_model_sees_contextpilot_order_and_dedup(tmp_path, recorder, sim_engine):
-    cpi = ContextPilotPageIndex(cp.ContextPilot())
+    cpi = ContextPilotPageIndex(pilot=cp.ContextPilot())
     cpi.add_tree("hb", build_tree(tmp_path / "handbook.md", handbook_markdown()))
-    chat = cpi.chat("employee-7")
+    plain_cpi = ContextPilotPageIndex(pilot=cp.ContextPilot(stateless=True))
+    plain_cpi.add_tree("hb", build_tree(tmp_path / "handbook2.md", handbook_markdown()))
     ours = []
     _flush(sim_engine.url)
+    history: list[dict] = []
     for question, picks in PICKS.items():
-        search = cpi.tree_search_messages(question)
-        picked = litellm.completion(
-            model="gpt-4o-mini",
-            messages=search,
-            mock_response=json.dumps({"thinking": "leave chapter", "node_list": [f"hb:{n}" for n in picks]}),
-        )
-        refs = parse_node_list(picked.choices[0].message.content)
-        messages = chat.messages(question, refs)
+        messages = cpi.chat_messages(history, question, [("hb", n) for n in picks])
         answer, total, cached = _ask(sim_engine.url, messages)
-        chat.reply(answer)
+        history = [*messages[1:], {"role": "assistant", "content": answer}]
         ours.append((messages, total, cached))
 
-    # the recorder saw: tree search, answer, tree search, answer, ...
-    assert len(recorder.calls) == 2 * len(PICKS)
-    searches, answers = recorder.calls[0::2], recorder.calls[1::2]
-    assert all(s[0] == searches[0][0] for s in searches)  # the trees: one shared system message
-    assert [a for a in answers] == [m for m, _, _ in ours]  # the model got exactly our messages
-    second = answers[1][-1]["content"]
+    assert recorder.calls == [m for m, _, _ in ours]  # the model got exactly our messages
+    second = recorder.calls[1][-1]["content"]
     annual = cpi.select([("hb", "0006")]).blocks[0]
-    assert annual not in second and "appeared earlier in this conversation" in second  # dedup
-    assert cpi.select([("hb", "0008")]).blocks[0] in second
+    assert annual not in second and "hb:0006" in find_notes(second, DEFAULT_NOTE)  # dedup
+    assert annual in recorder.calls[1][1]["content"]  # ... pointing at the first turn, in the same prompt
+    known = {}
+    for picks in PICKS.values():
+        sel = cpi.select([("hb", n) for n in picks])
+        known.update(zip(sel.labels, sel.blocks))
+    for call in recorder.calls:
+        assert unseen_notes([m["content"] for m in call], known, DEFAULT_NOTE) == []
     # each answer call finds the whole previous prompt in the engine's cache
     for (_, prev_total, _), (_, _, cached) in zip(ours, ours[1:]):
         assert cached >= prev_total
 
     # the same calls in retrieval order and plain history, for comparison
     _flush(sim_engine.url)
-    history: list[dict] = []
+    history = []
     plain = []
     for question, picks in PICKS.items():
-        blocks = cpi.select([("hb", n) for n in picks]).blocks
-        system = cp.build_messages(blocks, question, system_instruction=DEFAULT_SYSTEM)[0]
+        system = plain_cpi.messages(question, [("hb", n) for n in picks])[0]
         answer, total, cached = _ask(
             sim_engine.url, [system, *history, {"role": "user", "content": question}]
         )
@@ -122,29 +117,22 @@ def test_pipeline_model_sees_contextpilot_order_and_dedup(tmp_path, recorder, si
 
 
 def test_one_shot_answers_share_the_longest_prefix_at_the_engine(tmp_path, recorder, sim_engine):
-    cpi = ContextPilotPageIndex(cp.ContextPilot())
+    cpi = ContextPilotPageIndex(pilot=cp.ContextPilot())
     cpi.add_tree("hb", build_tree(tmp_path / "handbook.md", handbook_markdown()))
     _flush(sim_engine.url)
     (q1, p1), (q2, p2) = list(PICKS.items())[:2]
     m1 = cpi.messages(q1, [("hb", n) for n in p1])
     m2 = cpi.messages(q2, [("hb", n) for n in p2])
-    _ask(sim_engine.url, m1)
+    _, t1, _ = _ask(sim_engine.url, m1)
     _, _, cached = _ask(sim_engine.url, m2)
     assert recorder.calls == [m1, m2]
-    # the longest run of the first prompt's sections that the second also has
-    # (0005 is only in the first): the second prompt must repeat it first
-    first = m1[0]["content"]
-    order1 = sorted(cpi.select([("hb", n) for n in p1]).blocks, key=first.index)
-    wanted = set(cpi.select([("hb", n) for n in p2]).blocks)
-    run = []
-    for b in order1:
-        if b not in wanted:
-            break
-        run.append(b)
-    assert run
-    head = cp.build_messages(run, q2, system_instruction=DEFAULT_SYSTEM)[0]["content"]
-    assert first.startswith(head) and m2[0]["content"].startswith(head)
-    # and the engine found at least those tokens cached
-    assert cached >= len(
-        tokenize(render_chat([{"role": "system", "content": head}]).split("\n<assistant>")[0])
-    )
+    # the second prompt repeats the first's longest run of shared sections first
+    first, second = m1[0]["content"], m2[0]["content"]
+    o1 = sorted(p1, key=lambda n: first.index(f"[hb:{n}]"))
+    run = 0
+    while run < len(o1) and o1[run] in p2:
+        run += 1
+    assert run >= 1
+    cut = first.index(f"[hb:{o1[run]}]") if run < len(o1) else len(first)
+    assert second.startswith(first[:cut])
+    assert cached > 0

@@ -1,106 +1,88 @@
-"""Prompts: two-query sessions share the longest possible prefix; chat
-sessions are append-only with dedup hints; session state is bounded."""
+"""Prompts: one-question prompts share the longest possible prefix; chats over
+a history the caller keeps note only sections that history holds."""
 
 from __future__ import annotations
 
 import pytest
-from _support import build_tree, common_prefix, handbook_markdown, label_of, rendered
-from contextpilot_pageindex import DEFAULT_SYSTEM, ContextPilotPageIndex
+from _support import build_tree, common_prefix, handbook_markdown, rendered
+from contextpilot_pageindex import CHAT_SYSTEM, ContextPilotPageIndex
 
 import contextpilot as cp
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from contextpilot.plugins import DEFAULT_NOTE, find_notes, unseen_notes
 
 
 @pytest.fixture
 def cpi(tmp_path):
-    c = ContextPilotPageIndex(cp.ContextPilot())
+    c = ContextPilotPageIndex(pilot=cp.ContextPilot())
     c.add_tree("hb", build_tree(tmp_path / "handbook.md", handbook_markdown()))
     return c
 
 
-def test_two_query_session_second_prompt_starts_with_longest_shareable_prefix(cpi):
+def order_in(prompt: str, labels: list[str]) -> list[str]:
+    return sorted(labels, key=lambda lab: prompt.index(f"[{lab}]\n"))
+
+
+def test_two_questions_second_prompt_starts_with_longest_shareable_prefix(cpi):
     q1, refs1 = "What leave do I get?", [("hb", "0006"), ("hb", "0007"), ("hb", "0008"), ("hb", "0002")]
     q2, refs2 = "Parental and sick leave?", [("hb", "0008"), ("hb", "0009"), ("hb", "0007"), ("hb", "0006")]
     p1, p2 = cpi.messages(q1, refs1), cpi.messages(q2, refs2)
-
-    # the first prompt's sections in its order; the best the second can do is
-    # repeat the longest run of them it also has (0002 is not in the second)
-    b1 = cpi.select(refs1).blocks
-    order1 = sorted(b1, key=lambda b: p1[0]["content"].index(b))
-    wanted = set(cpi.select(refs2).blocks)
-    run = []
-    for b in order1:
-        if b not in wanted:
-            break
-        run.append(b)
-    assert len(run) >= 1
-    head = cp.build_messages(run, q2, system_instruction=DEFAULT_SYSTEM)[0]["content"]
-    best = rendered(p1).index(head) + len(head)
-    assert rendered(p2)[:best] == rendered(p1)[:best]
-
-    # retrieval order shares less (so the check above can fail)
-    plain1 = cp.build_messages(b1, q1, system_instruction=DEFAULT_SYSTEM)
-    plain2 = cp.build_messages(cpi.select(refs2).blocks, q2, system_instruction=DEFAULT_SYSTEM)
-    assert common_prefix(rendered(plain1), rendered(plain2)) < best
+    o1 = order_in(p1[0]["content"], [f"hb:{n}" for _, n in refs1])
+    o2 = order_in(p2[0]["content"], [f"hb:{n}" for _, n in refs2])
+    run = 0
+    while run < len(o1) and o1[run] in o2:
+        run += 1
+    assert run >= 1 and o2[:run] == o1[:run]
+    # retrieval order (a stateless planner keeps it) shares less
+    plain = ContextPilotPageIndex(pilot=cp.ContextPilot(stateless=True))
+    plain.add_tree("hb", build_tree_from(cpi))
+    shared_plain = common_prefix(rendered(plain.messages(q1, refs1)), rendered(plain.messages(q2, refs2)))
+    assert common_prefix(rendered(p1), rendered(p2)) > shared_plain
     # the model is told the retrieval order, question last
-    user = p2[1]["content"]
-    labels = [label_of(b) for b in cpi.select(refs2).blocks]
-    assert user.endswith(q2)
-    assert [user.index(f"[{lab}]") for lab in labels] == sorted(user.index(f"[{lab}]") for lab in labels)
+    assert p2[1]["content"].endswith(q2)
+    assert "most relevant first: [hb:0008], [hb:0009], [hb:0007], [hb:0006]" in p2[1]["content"]
 
 
-def test_tree_search_prompt_is_a_shared_prefix(cpi, tmp_path):
-    cpi.add_tree("hb2", build_tree(tmp_path / "other.md", handbook_markdown().replace("25 days", "30 days")))
-    one = cpi.tree_search_messages("Leave in the second handbook?", ["hb2"])
-    both = cpi.tree_search_messages("How many days of leave?")
-    again = cpi.tree_search_messages("Who approves overtime?")
-    # the tree sent before comes first, so the whole earlier system message is a prefix
-    assert both[0]["content"].startswith(one[0]["content"] + "\n\n")
-    assert "Document hb " in both[0]["content"]
-    assert again[0] == both[0]  # same trees: identical system message
-    assert again[1]["content"].startswith("Question: Who approves overtime?")
-    assert '"text"' not in both[0]["content"] and "Employees get" not in both[0]["content"]
-    with pytest.raises(ValueError, match="unknown document"):
-        cpi.tree_search_messages("q", ["missing"])
+def build_tree_from(cpi):
+    # the same nodes again (registered trees are not exported): rebuild from the handbook
+    import tempfile
+    from pathlib import Path
+
+    return build_tree(Path(tempfile.mkdtemp()) / "handbook.md", handbook_markdown())
 
 
-def test_chat_second_turn_starts_with_whole_first_prompt_and_hints_repeats(cpi):
-    chat = cpi.chat("s1")
-    p1 = chat.messages("Annual and sick leave?", [("hb", "0006"), ("hb", "0007")])
-    chat.reply("25 days; a note after three days.")
-    p2 = chat.messages("And parental leave?", [("hb", "0008"), ("hb", "0006")])
-    assert p2[: len(p1)] == p1
-    assert rendered(p2).startswith(rendered(p1))
-    turn = p2[-1]["content"]
-    annual = cpi.select([("hb", "0006")]).blocks[0]
-    assert annual not in turn and f"[{label_of(annual)}]" in turn and "appeared earlier" in turn
-    assert cpi.select([("hb", "0008")]).blocks[0] in turn
-    chat.reply("16 weeks.")
-    with pytest.raises(ValueError, match="no question"):
-        chat.reply("again")
+def test_chat_notes_only_what_the_history_holds(cpi):
+    turns = [
+        ("Annual leave?", [("hb", "0006"), ("hb", "0007")]),
+        ("Parental leave?", [("hb", "0008"), ("hb", "0006")]),
+        ("Annual leave again?", [("hb", "0006"), ("hb", "0007")]),
+    ]
+    known = {}
+    history: list[dict[str, str]] = []
+    prompts = []
+    for q, refs in turns:
+        sel = cpi.select(refs)
+        known.update(zip(sel.labels, sel.blocks))
+        p = cpi.chat_messages(history, q, refs)
+        prompts.append(p)
+        history = [*p[1:], {"role": "assistant", "content": "ok"}]
+    assert prompts[0][0] == {"role": "system", "content": CHAT_SYSTEM}
+    assert find_notes(prompts[0][-1]["content"], DEFAULT_NOTE) == []
+    assert find_notes(prompts[1][-1]["content"], DEFAULT_NOTE) == ["hb:0006"]
+    assert sorted(find_notes(prompts[2][-1]["content"], DEFAULT_NOTE)) == ["hb:0006", "hb:0007"]
+    for a, b in zip(prompts, prompts[1:]):
+        assert b[: len(a)] == a  # append-only: the prefix grows
+    for p in prompts:
+        assert unseen_notes([m["content"] for m in p], known, DEFAULT_NOTE) == []
+    # a history without the sections (questions and answers only) gets them in full
+    plain = [{"role": "user", "content": "Annual leave?"}, {"role": "assistant", "content": "25 days"}]
+    p = cpi.chat_messages(plain, "Again?", [("hb", "0006")])
+    assert known["hb:0006"] in p[-1]["content"] and not find_notes(p[-1]["content"], DEFAULT_NOTE)
 
 
-def test_chat_restarts_after_max_turns_and_sessions_are_bounded(tmp_path):
-    clock, pilot = Clock(), cp.ContextPilot()
-    cpi = ContextPilotPageIndex(pilot, max_turns=2, max_sessions=2, session_ttl=30, clock=clock)
-    cpi.add_tree("hb", build_tree(tmp_path / "h.md", handbook_markdown()))
-    chat = cpi.chat("s")
-    refs = [("hb", "0006")]
-    first = chat.messages("q?", refs)
-    chat.reply("a")
-    assert "appeared earlier" in chat.messages("q?", refs)[-1]["content"]
-    chat.reply("b")
-    assert chat.messages("q?", refs) == first and chat.restarts == 1
-    for s in ("t", "u"):
-        cpi.chat(s).messages("q?", refs)
-    assert cpi.sessions() == ["t", "u"]
-    assert len(pilot.sessions()) == 2  # the dropped session's dedup state went too
-    clock.now = 31
-    assert cpi.sessions() == [] and pilot.sessions() == []
+def test_bad_input(cpi):
+    with pytest.raises(ValueError, match="query"):
+        cpi.messages(" ", [])
+    with pytest.raises(ValueError, match=r"history\[0\]"):
+        cpi.chat_messages([1], "q", [])
+    with pytest.raises(ValueError, match="pageindex client"):
+        cpi.add_document("x")

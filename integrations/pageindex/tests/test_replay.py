@@ -23,9 +23,10 @@ from _support import (
     rendered,
     uncached_tokens,
 )
-from contextpilot_pageindex import DEFAULT_SYSTEM, ContextPilotPageIndex
+from contextpilot_pageindex import ContextPilotPageIndex
 
 import contextpilot as cp
+from contextpilot.plugins import DEFAULT_NOTE, find_notes, unseen_notes
 
 
 @dataclass
@@ -38,27 +39,35 @@ class Replay:
 
 
 def replay(tree, questions, k: int, chat_turns: int) -> Replay:
-    cpi = ContextPilotPageIndex(cp.ContextPilot())
+    cpi = ContextPilotPageIndex(pilot=cp.ContextPilot())
+    plain_cpi = ContextPilotPageIndex(pilot=cp.ContextPilot(stateless=True))  # same template, retrieval order
     cpi.add_tree("doc", tree)
+    plain_cpi.add_tree("doc", tree)
     search = TreeSearch("doc", tree)
     out = Replay([], [], [], [], 0)
     for q in questions:
         refs = search(q, k)
-        out.one_shot_plain.append(
-            cp.build_messages(cpi.select(refs).blocks, q, system_instruction=DEFAULT_SYSTEM)
-        )
+        out.one_shot_plain.append(plain_cpi.messages(q, refs))
         out.one_shot_ours.append(cpi.messages(q, refs))
-    chat = cpi.chat("replay")
     history: list[dict[str, str]] = []
+    plain_history: list[dict[str, str]] = []
     for i, q in enumerate(questions[:chat_turns]):
         refs = search(q, k)
-        out.chat_ours.append(chat.messages(q, refs))
+        prompt = cpi.chat_messages(history, q, refs)
+        out.chat_ours.append(prompt)
         answer = f"Answer {i}."
-        chat.reply(answer)
+        history = [*prompt[1:], {"role": "assistant", "content": answer}]
         # plain: this question's sections in the system message, then the conversation
-        system = cp.build_messages(cpi.select(refs).blocks, q, system_instruction=DEFAULT_SYSTEM)[0]
-        out.chat_plain.append([system, *history, {"role": "user", "content": q}])
-        history += [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
+        system = plain_cpi.messages(q, refs)[0]
+        out.chat_plain.append([system, *plain_history, {"role": "user", "content": q}])
+        plain_history += [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
+    out.duplicates = len(cpi.select([]).refs)
+    known = {}
+    for q in questions[:chat_turns]:
+        sel = cpi.select(search(q, k))
+        known.update({lab: b for lab, b in zip(sel.labels, sel.blocks)})
+    for p in out.chat_ours:  # no note without its section in the same prompt
+        assert unseen_notes([m["content"] for m in p], known, DEFAULT_NOTE) == []
     return out
 
 
@@ -69,7 +78,8 @@ def check(r: Replay, name: str) -> None:
         plain, ours = hit_ratio(r.one_shot_plain, cap), hit_ratio(r.one_shot_ours, cap)
         figures[f"one-shot retrieval-order {label}"], figures[f"one-shot ours {label}"] = plain, ours
         assert ours > plain, (label, plain, ours)
-    assert prompt_tokens(r.one_shot_ours) == prompt_tokens(r.one_shot_plain)
+    for a, b in zip(r.one_shot_ours, r.one_shot_plain):
+        assert sorted(a[0]["content"].split("\n\n[")) == sorted(b[0]["content"].split("\n\n["))
 
     texts = [rendered(m) for m in r.chat_ours]
     shared = [common_prefix(a, b) for a, b in zip(texts, texts[1:])]
@@ -86,7 +96,7 @@ def check(r: Replay, name: str) -> None:
     figures["chat uncached tokens plain"] = uncached_tokens(r.chat_plain)
     figures["chat uncached tokens ours"] = uncached_tokens(r.chat_ours)
     assert figures["chat uncached tokens ours"] < figures["chat uncached tokens plain"]
-    hinted = sum(m[-1]["content"].count("appeared earlier in this conversation") for m in r.chat_ours)
+    hinted = sum(len(find_notes(m[-1]["content"], DEFAULT_NOTE)) for m in r.chat_ours)
     figures["chat hinted sections"] = hinted
     assert hinted > 0
     shown = (f"{k} = {round(v, 3) if isinstance(v, float) else v}" for k, v in figures.items())

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 from _support import build_tree, handbook_markdown
-from contextpilot_pageindex import ContextPilotPageIndex, DocumentStore, parse_node_list
+from contextpilot_pageindex import (
+    ContextPilotPageIndex,
+    DocumentStore,
+    refs_from_citations,
+    refs_from_tool_result,
+)
 
 # get_tree(include_text=False) shape for a PDF: page ranges nest, no text
 PDF_TREE = {
@@ -38,7 +43,8 @@ def test_md_tree_nodes_become_labelled_blocks(handbook):
     sel = cpi.select([("hb", "0006"), ("hb", "0007")])
     assert sel.refs == [("hb", "0006"), ("hb", "0007")]
     first = sel.blocks[0]
-    assert first.startswith("handbook: Staff handbook > Leave > Annual leave (node 0006, line ")
+    assert sel.labels == ["hb:0006", "hb:0007"]
+    assert first.startswith("[hb:0006]\nhandbook: Staff handbook > Leave > Annual leave (line ")
     assert "Employees get 25 days of annual leave" in first
     # rendering is stable: the same node gives the same block (same tokens) every time
     assert cpi.select([("hb", "0006")]).blocks[0] == first
@@ -61,16 +67,16 @@ def test_pdf_nodes_expand_into_pages_each_page_once():
     sel = cpi.select([("report", "0001"), ("report", "0000"), ("report", 4)])
     assert sel.refs == [("report", 2), ("report", 3), ("report", 1), ("report", 4)]
     assert sel.duplicates == [("report", 2), ("report", 3), ("report", 4)]
-    assert sel.blocks[0] == "report: page 2\nPage 2 of the report: figures for part 2."
+    assert sel.blocks[0] == "[report:p2]\nreport: page 2\nPage 2 of the report: figures for part 2."
     # agent tool shape ({"content": [{"page", "text"}]}) merges in
     cpi.add_pages("report", {"content": [{"page": 5, "text": "Appendix."}]})
-    assert cpi.select([("report", 5)]).blocks == ["report: page 5\nAppendix."]
+    assert cpi.select([("report", 5)]).blocks == ["[report:p5]\nreport: page 5\nAppendix."]
 
 
 def test_summary_is_the_fallback_for_nodes_without_text():
     cpi = ContextPilotPageIndex()
     cpi.add_tree("d", [{"title": "Intro", "node_id": "0000", "summary": "What the paper claims."}])
-    assert cpi.select([("d", "0000")]).blocks == ["d: Intro (node 0000) summary\nWhat the paper claims."]
+    assert cpi.select([("d", "0000")]).blocks == ["[d:0000]\nd: Intro, summary\nWhat the paper claims."]
 
 
 def test_bad_trees_and_refs_name_the_problem(tmp_path, handbook):
@@ -110,11 +116,16 @@ def test_documents_are_bounded():
         DocumentStore(max_documents=0)
 
 
-def test_parse_node_list():
-    answer = 'Sure. {"thinking": "leave chapter", "node_list": ["hb:0006", "0007"]}'
-    assert parse_node_list(answer, default_doc_id="hb") == [("hb", "0006"), ("hb", "0007")]
-    assert parse_node_list({"node_list": ["a:b:0001"]}) == [("a:b", "0001")]
-    with pytest.raises(ValueError, match="no default_doc_id"):
-        parse_node_list({"node_list": ["0001"]})
-    with pytest.raises(ValueError, match="node_list"):
-        parse_node_list("no json here")
+def test_refs_from_pageindex_retrieval_outputs():
+    cites = [
+        {"document": "r.pdf", "doc_id": "pi-1", "page": 3},
+        {"doc_id": "pi-1", "page": 3},
+        {"doc_id": "pi-1", "page": 1},
+    ]
+    assert refs_from_citations(cites) == [("pi-1", 3), ("pi-1", 1)]
+    tool = '{"success": true, "content": [{"page": 2, "text": "x"}, {"page": 3, "text": "y"}]}'
+    assert refs_from_tool_result("pi-1", tool) == [("pi-1", 2), ("pi-1", 3)]
+    with pytest.raises(ValueError, match="citations"):
+        refs_from_citations([{"doc_id": "x"}])
+    with pytest.raises(ValueError, match="content"):
+        refs_from_tool_result("d", {"success": False})

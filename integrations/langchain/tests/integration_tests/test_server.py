@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_contextpilot import REQUEST_KEY, ContextPilotReorder, ContextPilotRetriever
 from langchain_core.documents import Document
-from lc_helpers import Q1, Q2, context_of, ids_of, make_chain, make_docs_chain, shareable_prefix
+from lc_helpers import Q1, Q2, ids_of, make_chain, make_docs_chain, shareable_prefix
 
 httpx = pytest.importorskip("httpx")
 from contextpilot.server.http_client import (  # noqa: E402
@@ -33,16 +33,14 @@ def test_two_query_session_through_the_server(store, server_url, client):
 
 
 async def test_async_session_and_request_ids(store, server_url, client):
-    reorder = ContextPilotReorder(server_url=server_url, deduplicate=True)
+    reorder = ContextPilotReorder(server_url=server_url)
     retriever = store.as_retriever(search_kwargs={"k": 4})
-    cfg = {"configurable": {"conversation_id": "srv"}}
-    docs1 = await (retriever | reorder).ainvoke(Q1, config=cfg)
-    prompt2 = await make_chain(retriever | reorder).ainvoke(Q2, config=cfg)
-    second = context_of(prompt2)
-    assert {i for i, n in second if n} == {d.id for d in docs1} & {i for i, _ in second} != set()
+    docs1 = await (retriever | reorder).ainvoke(Q1)
+    p2 = ids_of(await make_chain(retriever | reorder).ainvoke(Q2))
+    best = shareable_prefix([d.id for d in docs1], set(p2))
+    assert best >= 2 and p2[:best] == [d.id for d in docs1][:best]
     # the server's request ids are on the documents and live in its index
     assert docs1[0].metadata[REQUEST_KEY] in client.requests()["request_ids"]
-    assert any(s["conversation_id"] == "srv" for s in client.sessions()["sessions"])
 
 
 def test_batch_through_the_server(store, server_url, client):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 from langchain_classic.retrievers import ContextualCompressionRetriever
-from langchain_contextpilot import DEDUP_KEY, RANK_KEY, ContextPilotCompressor, ContextPilotRetriever
+from langchain_contextpilot import RANK_KEY, ContextPilotCompressor, ContextPilotRetriever
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.callbacks.base import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
-from lc_helpers import Q1, Q2, context_of, ids_of, make_chain, shareable_prefix
+from lc_helpers import Q1, Q2, ids_of, make_chain, shareable_prefix
 
 
 def assert_session_shares_prefix(p1: list[str], p2: list[str]) -> None:
@@ -27,18 +27,14 @@ def test_compressor_in_contextual_compression_retriever(store):
     assert_session_shares_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
 
 
-async def test_compressor_async_with_dedup_conversation_from_chain_config(store):
+async def test_compressor_async_in_contextual_compression_retriever(store):
     comp = ContextualCompressionRetriever(
-        base_compressor=ContextPilotCompressor(deduplicate=True),
-        base_retriever=store.as_retriever(search_kwargs={"k": 4}),
+        base_compressor=ContextPilotCompressor(), base_retriever=store.as_retriever(search_kwargs={"k": 4})
     )
     chain = make_chain(comp)
-    cfg = {"configurable": {"conversation_id": "c1"}}
-    first = context_of(await chain.ainvoke(Q1, config=cfg))
-    second = context_of(await chain.ainvoke(Q2, config=cfg))
-    assert {i for i, n in second if n} == {i for i, _ in first} & {i for i, _ in second} != set()
-    third = context_of(await chain.ainvoke(Q2, config={"configurable": {"conversation_id": "c2"}}))
-    assert not any(n for _, n in third)
+    assert_session_shares_prefix(ids_of(await chain.ainvoke(Q1)), ids_of(await chain.ainvoke(Q2)))
+    with pytest.raises(ValueError, match="ContextPilotChatPrompt"):
+        ContextPilotCompressor(deduplicate=True)
 
 
 def test_compressor_direct_call_keeps_every_document():
@@ -56,19 +52,19 @@ def test_retriever_in_chain_two_query_session(store):
     assert_session_shares_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
 
 
-def test_retriever_k_conversation_kwarg_and_callbacks(store):
+def test_retriever_k_kwarg_and_callbacks(store):
     events: list[str] = []
 
     class Recorder(BaseCallbackHandler):
         def on_retriever_start(self, serialized, query, *, run_id, parent_run_id=None, **kw):
             events.append(f"start:{'child' if parent_run_id else 'root'}")
 
-    retriever = ContextPilotRetriever(base_retriever=store.as_retriever(), k=2, deduplicate=True)
-    first = retriever.invoke(Q1, config={"callbacks": [Recorder()]}, conversation_id="x")
+    retriever = ContextPilotRetriever(base_retriever=store.as_retriever(), k=2)
+    first = retriever.invoke(Q1, config={"callbacks": [Recorder()]})
     assert len(first) == 2 and events == ["start:root", "start:child"]
-    assert len(retriever.invoke(Q1, k=3, conversation_id="y")) == 3
-    again = retriever.invoke(Q1, conversation_id="x")
-    assert all(d.metadata[DEDUP_KEY] for d in again)
+    assert len(retriever.invoke(Q1, k=3)) == 3
+    with pytest.raises(ValueError, match="ContextPilotChatPrompt"):
+        ContextPilotRetriever(base_retriever=store.as_retriever(), deduplicate=True)
     with pytest.raises(ValueError, match="k must be"):
         retriever.invoke(Q1, k=0)
 
@@ -95,7 +91,7 @@ async def test_retriever_native_async():
     docs = [Document("a", id="1"), Document("b", id="2"), Document("c", id="3")]
     retriever = ContextPilotRetriever(base_retriever=AsyncOnly(docs=docs))
     await retriever.ainvoke("q")
-    out = await retriever.ainvoke("q2", config={"configurable": {"conversation_id": "z"}})
+    out = await retriever.ainvoke("q2")
     assert [d.id for d in out] == ["1", "2", "3"]
     with pytest.raises(AssertionError, match="sync path used"):
         retriever.invoke("q")

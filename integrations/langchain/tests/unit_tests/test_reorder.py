@@ -5,14 +5,12 @@ Every assertion reads the prompt the fake chat model received."""
 from __future__ import annotations
 
 import pytest
-from langchain_contextpilot import DEDUP_KEY, RANK_KEY, REQUEST_KEY, ContextPilotReorder, block_key
+from langchain_contextpilot import RANK_KEY, REQUEST_KEY, ContextPilotReorder, block_key
 from langchain_core.documents import Document
 from lc_helpers import (
-    CAPITALS,
     Q1,
     Q2,
     common_prefix,
-    context_of,
     ids_of,
     make_chain,
     make_docs_chain,
@@ -90,7 +88,6 @@ def test_metadata_and_no_mutation():
     assert all(o is not d for o in out for d in docs)
     ranks = {o.page_content: o.metadata[RANK_KEY] for o in out}
     assert ranks == {"one": 0, "two": 1, "three": 2}
-    assert all(o.metadata[DEDUP_KEY] is False for o in out)
     assert len({o.metadata[REQUEST_KEY] for o in out}) == 1
     assert next(o for o in out if o.id == "a").metadata["src"] == 1
     assert reorder.pilot.stats()["live_requests"] == 1
@@ -103,52 +100,12 @@ def test_identity_is_id_else_text():
     assert block_key(Document("x", id="a")) != block_key(Document("x"))
 
 
-def test_dedup_replaces_repeats_with_notes_in_the_prompt(store):
-    reorder = ContextPilotReorder(deduplicate=True)
-    chain = make_chain(store.as_retriever(search_kwargs={"k": 4}) | reorder)
-    c1 = {"configurable": {"conversation_id": "alice"}}
-    first = context_of(chain.invoke(Q1, config=c1))
-    assert not any(note for _, note in first)
-    second_prompt = chain.invoke(Q2, config=c1)
-    second = context_of(second_prompt)
-    repeated = {i for i, _ in first} & {i for i, _ in second}
-    assert repeated and {i for i, note in second if note} == repeated
-    # a note quotes the document's first line
-    k = sorted(repeated)[0]
-    assert (
-        f'[{k}] [Document already provided earlier in this conversation; it begins: "{CAPITALS[k]}"]'
-        in second_prompt
-    )
-    # another conversation (session_id, RunnableWithMessageHistory's key) gets full texts
-    other = context_of(chain.invoke(Q2, config={"configurable": {"session_id": "bob"}}))
-    assert not any(note for _, note in other)
-
-
-def test_dedup_metadata_and_note_identity():
-    reorder = ContextPilotReorder(deduplicate=True, conversation_id="c")
-    docs = [Document("alpha\nmore", id="a"), Document("beta")]
-    reorder.invoke(docs)
-    out = reorder.invoke([*docs, Document("gamma")])
-    by = {o.metadata[RANK_KEY]: o for o in out}
-    assert [by[i].metadata[DEDUP_KEY] for i in range(3)] == [True, True, False]
-    note = '[Document already provided earlier in this conversation; it begins: "alpha"]'
-    assert by[0].page_content == note
-    assert by[1].page_content.endswith('it begins: "beta"]') and by[1].id is None
-    assert docs[0].page_content == "alpha\nmore"  # caller's copy untouched
-    # a note is the same text every time, so the index follows it: the
-    # third turn (delta most relevant) still puts the cached notes first
-    again = reorder.invoke([Document("delta"), *docs])
-    assert [o.page_content for o in again] == [out[0].page_content, out[1].page_content, "delta"]
-
-
-def test_custom_note_template_and_bad_template():
-    reorder = ContextPilotReorder(deduplicate=True, note_template="(see {label})")
-    reorder.invoke([Document("x", id="a"), Document("y")])
-    out = {d.metadata[RANK_KEY]: d for d in reorder.invoke([Document("x", id="a"), Document("y")])}
-    assert out[0].page_content == '(see "a")'
-    assert out[1].page_content == "(see " + f"doc-{cp.stable_key('y'):016x}"[:12] + ")"
-    with pytest.raises(ValueError, match="note_template"):
-        ContextPilotReorder(note_template="{position}")
+def test_dedup_is_refused_with_the_reason():
+    """The reorder step cannot see the prompt, so it never writes a note."""
+    for bad in ({"deduplicate": True}, {"deduplicate": True, "pilot": cp.ContextPilot()}):
+        with pytest.raises(ValueError, match="ContextPilotChatPrompt"):
+            ContextPilotReorder(**bad)
+    assert ContextPilotReorder(deduplicate=False).invoke([Document("a")])[0].page_content == "a"
 
 
 def test_shared_pilot_across_components():
@@ -166,8 +123,6 @@ def test_bad_input_is_a_clear_error():
         reorder.invoke([Document("a"), "b"])
     with pytest.raises(ValueError, match="must be a list of Documents"):
         reorder.invoke("text")
-    with pytest.raises(ValueError, match="conversation_id must be a non-empty string"):
-        ContextPilotReorder().invoke([Document("a")], config={"configurable": {"conversation_id": 5}})
     with pytest.raises(ValueError, match="server_url"):
         ContextPilotReorder(server_url="localhost:8765")
     with pytest.raises(ValueError, match="deduplicte"):
@@ -201,10 +156,3 @@ def test_a_document_repeated_in_one_retrieval():
     a, b = Document("alpha", id="a"), Document("beta", id="b")
     out = ContextPilotReorder().invoke([a, b, a])
     assert sorted(o.metadata[RANK_KEY] for o in out) == [0, 1, 2] and [o.id for o in out].count("a") == 2
-    # with dedup the second copy becomes a note (sent once per conversation)
-    noted = ContextPilotReorder(deduplicate=True).invoke([a, b, a])
-    assert [o.metadata[DEDUP_KEY] for o in sorted(noted, key=lambda o: o.metadata[RANK_KEY])] == [
-        False,
-        False,
-        True,
-    ]

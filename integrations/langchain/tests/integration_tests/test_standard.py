@@ -31,12 +31,6 @@ class TestContextPilotRetrieverLocal(RetrieversIntegrationTests):
         return "capital of France"
 
 
-class TestContextPilotRetrieverDedup(TestContextPilotRetrieverLocal):
-    @property
-    def retriever_constructor_params(self) -> dict:
-        return {"base_retriever": _base(), "deduplicate": True, "conversation_id": "std"}
-
-
 class TestContextPilotRetrieverServer(TestContextPilotRetrieverLocal):
     url = ""
 
@@ -46,4 +40,4 @@ class TestContextPilotRetrieverServer(TestContextPilotRetrieverLocal):
 
     @property
     def retriever_constructor_params(self) -> dict:
-        return {"base_retriever": _base(), "server_url": self.url, "deduplicate": True}
+        return {"base_retriever": _base(), "server_url": self.url}
