@@ -212,12 +212,15 @@ ALLOWED: dict[str, set[str]] = {
         "contextpilot.server",
         "contextpilot.bench",
     },
-    "contextpilot.plugin_planner": {
+    "contextpilot.plugins": {
         "contextpilot",
         "contextpilot.core",
         "contextpilot.client",
-        "contextpilot.server.http_client",
+        "contextpilot.sim",
+        "contextpilot.bench",
+        "contextpilot.plugins",
     },
+    "contextpilot.plugin_planner": {"contextpilot.plugins"},
     "contextpilot.install_hook": {"contextpilot.hooks"},
     "contextpilot.cli": {"contextpilot.bench", "contextpilot.server"},
 }

@@ -188,7 +188,7 @@ class Planner:
     def _sync_client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                from contextpilot.server.http_client import ContextPilotIndexClient
+                from contextpilot.client import ContextPilotIndexClient
 
                 self._client = ContextPilotIndexClient(self.server_url, self.timeout, self.api_key)
             return self._client
@@ -204,7 +204,7 @@ class Planner:
         if self.pilot is not None:
             return self.plan(requests, conversations, dedup)
         _check_aligned(requests, conversations)
-        from contextpilot.server.http_client import AsyncContextPilotIndexClient
+        from contextpilot.client import AsyncContextPilotIndexClient
 
         noted: list[frozenset[int]] = [frozenset()] * len(requests)
         async with AsyncContextPilotIndexClient(self.server_url, self.timeout, self.api_key) as client:
