@@ -422,18 +422,24 @@ FRAMEWORKS: dict[str, tuple[tuple[str, ...], Builder]] = {
 }
 
 
-@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+@pytest.fixture(scope="module", params=list(FRAMEWORKS))
+def framework(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A framework whose packages import (checked before any engine is built or fetched)."""
+    with pytest.MonkeyPatch.context() as mp:
+        # read by mem0 at import: no telemetry, nothing written under ~/.mem0
+        mp.setenv("MEM0_TELEMETRY", "False")
+        mp.setenv("MEM0_DIR", str(tmp_path_factory.mktemp("mem0-home")))
+        _need(*FRAMEWORKS[request.param][0])
+        yield request.param
+
+
 def test_plugin_raises_engine_reuse_and_evictions_reach_the_index(
     framework: str,
     workload: Workload,
     engine_files: tuple[Path, Path, tuple[str, ...]],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    modules, build = FRAMEWORKS[framework]
-    monkeypatch.setenv("MEM0_TELEMETRY", "False")
-    monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0-home"))
-    _need(*modules)
+    build = FRAMEWORKS[framework][1]
     runs: dict[bool, Run] = {}
     for plugin in (False, True):
         work = tmp_path / ("plugin" if plugin else "plain")
