@@ -18,7 +18,9 @@ Workload: the first three sessions' observation memories of LoCoMo
 conversation 0 (28 short facts), a hashed bag-of-words embedder, top-6, and
 the first four questions about Caroline answered from those sessions (related
 questions: their retrieved memories overlap). Greedy answers of at most 8
-tokens.
+tokens. Questions are asked one at a time, each once the eviction notices of
+the previous answer reached the index (as a user's next question would; the
+notices are batched every 50 ms off the request path).
 
 Each framework answers the questions twice, each time on a freshly started
 llama-server and product path: in its plain retrieval order (no contextpilot
@@ -37,7 +39,9 @@ llama.cpp proxy's ``GET /stats`` ``reuse``), never on times:
 * a request the engine evicted is gone from the server's index: with one
   slot each question overwrites the previous one's prompt, so after the run
   only the last request id is live (the plugin's own id, carried to the
-  engine as ``rid``).
+  engine as ``rid``). For mem0 that is the server's index, which recorded the
+  wrapper's id when the request passed its proxy; the wrapper's own local
+  pilot is not told (it has no server mode on main).
 
 Skips, with the reason, when llama-server, the model, LoCoMo or a framework
 is missing; with ``CONTEXTPILOT_REAL_MODEL_TESTS=1`` (CI step
