@@ -11,7 +11,8 @@ exactly those and kept every other.
 
 These take minutes (engine imports alone are 5-20 s) and need the engine
 venvs, so they run in CI step .ci/steps/30-engine-hooks-sglang-vllm.sh
-(CONTEXTPILOT_HOOK_ENGINE_TESTS=1); elsewhere they skip and say why.
+(CONTEXTPILOT_HOOK_ENGINE_TESTS=1), where a missing engine venv fails;
+elsewhere they skip and say why.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def engine_python(engine: str) -> str:
         )
     py = ENGINES[engine] / "bin" / "python"
     if not py.exists():
-        pytest.skip(
+        # asked to run (CI step 30) but the engine is missing: a failure, not a skip
+        pytest.fail(
             f"NO {engine.upper()} VENV at {ENGINES[engine]}: run scripts/make_engine_venvs.sh {engine}"
         )
     # what a user does once per engine environment
