@@ -108,6 +108,7 @@ def locomo(request, locomo_path):
 LOCOMO_FLOOR = {"locomo-mem": 0.6105, "locomo-chunks": 0.5595}
 
 
+@pytest.mark.locomo
 def test_locomo_batch_hit_ratio_floor(locomo):
     caps = capacities(locomo)
     row = run_batch(locomo, "contextpilot", caps)[0]
@@ -115,6 +116,7 @@ def test_locomo_batch_hit_ratio_floor(locomo):
         assert row.hit[label] >= LOCOMO_FLOOR[locomo.name], (label, row.hit)
 
 
+@pytest.mark.locomo
 def test_locomo_small_batches_near_optimum(locomo):
     """Within 1.5% of the exact optimum overall, and no small batch worse
     than 80% of it (the previous planner had batches at 66-75%)."""

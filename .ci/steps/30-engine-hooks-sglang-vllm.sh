@@ -21,6 +21,12 @@ if grep -q " FAILED " <<<"$out" || [ "$(grep -c " ok " <<<"$out")" -ne 2 ]; then
   exit 1
 fi
 
+for v in $(awk '/ ok /{print $3}' <<<"$out"); do  # what actually runs: versions from each venv
+  engine=$(basename "$v" | cut -d- -f1)
+  .ci/component "$engine" "$("$v/bin/python" -c 'import sys; from importlib.metadata import version as v
+print(v(sys.argv[1]), "(torch " + v("torch") + ")")' "$engine")"
+done
+
 echo "=== .pth start-up cost in each engine venv (hooks off)"
 for v in $(awk '/ ok /{print $3}' <<<"$out"); do
   echo -n "$(basename "$v"): "

@@ -24,6 +24,8 @@ fi
 
 bin="$(nice -n 10 bash scripts/build_llama_server.sh)"
 echo "llama-server: $bin (ready after $((SECONDS - t0)) s)"
+# "version: N (commit)" on stderr; the source is llama.cpp vendored in the llama-cpp-python sdist
+.ci/component llama-server "$("$bin" --version 2>&1 | grep -m1 '^version' | cut -d' ' -f2-) from $(basename "$(dirname "$(dirname "$(dirname "$bin")")")")"
 
 t1=$SECONDS
 CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no:cacheprovider \

@@ -122,6 +122,7 @@ def assert_index(url: str, expected: set[str], runs: list[tuple[set[str], set[st
     assert now == expected
 
 
+@pytest.mark.sglang
 def test_sglang_unified_and_radix_caches_sync_the_index(tmp_path):
     py = engine_python("sglang")
     variants = [
@@ -169,6 +170,7 @@ def test_sglang_unified_and_radix_caches_sync_the_index(tmp_path):
         print("SGLANG RAN: " + "; ".join(ran) + "; reset: all dropped", file=sys.stderr)
 
 
+@pytest.mark.vllm
 def test_vllm_block_pool_syncs_the_index(tmp_path):
     py = engine_python("vllm")
     with server(DEAD_ENGINE) as srv:
@@ -198,6 +200,7 @@ def test_vllm_block_pool_syncs_the_index(tmp_path):
         print(f"VLLM RAN: BlockPool {len(evicted)}/{len(reqs)} evicted; reset: all dropped", file=sys.stderr)
 
 
+@pytest.mark.vllm
 def test_engine_process_without_the_variable_is_untouched(tmp_path):
     py = engine_python("vllm")
     spec = tmp_path / "noenv.json"

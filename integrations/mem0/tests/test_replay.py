@@ -139,6 +139,7 @@ def test_small_conversation(memory):
     check(r, "small conversation (12 memories, 12 questions, top-4)")
 
 
+@pytest.mark.locomo  # CI's skip accounting: registered in the repository's pyproject.toml
 @pytest.mark.skipif(
     locomo_path() is None,
     reason="LoCoMo data not found (set CONTEXTPILOT_LOCOMO or place locomo10.json at ../shared/data/)",
