@@ -9,6 +9,7 @@ conversation (Maharana et al., ACL 2024) when ``locomo10.json`` is present.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -22,7 +23,8 @@ from _support import (
     rendered,
     uncached_tokens,
 )
-from contextpilot_mem0 import DEFAULT_SYSTEM, ContextPilotMemory
+from contextpilot_mem0 import ContextPilotMemory
+from contextpilot_mem0.memory import CHAT_HINT
 
 import contextpilot as cp
 
@@ -56,6 +58,14 @@ SMALL_QUESTIONS = [
     "What does Dana do at work?",
     "Which language did Dana learn for Lisbon?",
 ]
+
+
+_MEMORY = re.compile(r"^\[([^\]\n]+)\]\n(.+)$", re.M)
+
+
+def _memories(content: str) -> list[tuple[str, str]]:
+    """(label, text) of each labelled memory in a message."""
+    return _MEMORY.findall(content)
 
 
 @dataclass
@@ -120,10 +130,15 @@ def check(r: Replay, name: str) -> dict[str, float]:
     figures["chat uncached tokens plain"] = uncached_tokens(r.chat_plain)
     figures["chat uncached tokens ours"] = uncached_tokens(r.chat_ours)
     assert figures["chat uncached tokens ours"] < figures["chat uncached tokens plain"]
-    # dedup: repeated memories become short hints
-    last_turns = [m[-1]["content"] for m in r.chat_ours]
-    figures["chat hinted memories"] = sum(t.count("(given earlier)") for t in last_turns)
-    assert figures["chat hinted memories"] > 0
+    # dedup: a memory is a short hint exactly when the prompt already holds it in full
+    hinted = 0
+    for m in r.chat_ours:
+        in_full = {label for msg in m[:-1] for label, text in _memories(msg["content"]) if text != CHAT_HINT}
+        for label, text in _memories(m[-1]["content"]):
+            assert (text == CHAT_HINT) == (label in in_full), (label, text)
+            hinted += text == CHAT_HINT
+    figures["chat hinted memories"] = hinted
+    assert hinted > 0
     print(
         f"\n{name}: "
         + "; ".join(f"{k} = {v if isinstance(v, tuple) else round(v, 3)}" for k, v in figures.items())
@@ -152,8 +167,17 @@ def test_locomo_conversation(memory):
     check(r, f"LoCoMo {user} ({len(facts)} memories, {len(questions)} questions, top-10, 60 chat turns)")
 
 
-def test_system_instruction_is_what_plain_mem0_would_send_first():
-    # guards the comparison: both orders use the same template and instruction
-    assert cp.build_messages(["m"], "q", system_instruction=DEFAULT_SYSTEM)[0]["content"].startswith(
-        DEFAULT_SYSTEM
-    )
+def test_both_orders_send_the_same_template_instruction_and_memories(memory):
+    # guards the comparison: per question, plain and ours differ only in the order of the memories
+    answers = [f"Answer {i}." for i in range(len(SMALL_QUESTIONS))]
+    r = replay(memory, "dana", SMALL_FACTS, SMALL_QUESTIONS, answers, top_k=4, chat_turns=1)
+    reordered = 0
+    for plain, ours in zip(r.one_shot_plain, r.one_shot_ours):
+        assert [m["role"] for m in plain] == [m["role"] for m in ours] == ["system", "user"]
+        assert plain[1] == ours[1]  # the question and mem0's relevance order, restated alike
+        p_head, *p_blocks = plain[0]["content"].split("\n\n")
+        o_head, *o_blocks = ours[0]["content"].split("\n\n")
+        assert p_head == o_head  # the same instruction
+        assert sorted(p_blocks) == sorted(o_blocks) and len(p_blocks) == 4
+        reordered += p_blocks != o_blocks
+    assert reordered > 0  # else there was no order to compare
