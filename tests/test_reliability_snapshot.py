@@ -102,6 +102,7 @@ def test_corrupt_snapshots_raise_and_leave_the_instance_alone(tmp_path):
         p.write_bytes(raw)
         with pytest.raises(snapshot.SnapshotError):
             snapshot.load(p, target)
+
     # the sessions are untouched: same conversations, blocks and turns (idle_seconds moves with the clock)
     def stable(sessions: list[dict]) -> list[tuple]:
         return [(x["conversation_id"], x["blocks"], x["turns"]) for x in sessions]
