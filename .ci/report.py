@@ -1,7 +1,9 @@
 """The closing table of .ci/run: per step, status, tests passed / skipped /
 failed (from the pytest plugin's per-run records) and the real components
 it used; then the cross-step check that every component's tests ran
-somewhere. Exit 1 on an unexpected skip or a component whose tests never ran.
+somewhere: every test a step skipped (as it declared) must have passed in
+another step, and each marker's totals are listed. Exit 1 on an unexpected
+skip, or a skipped test or component that ran nowhere.
 
 Usage: python .ci/report.py RESULTS_DIR (stdlib only).
 """
@@ -34,6 +36,8 @@ def main(results: Path) -> int:
     per_marker: dict[str, Counter] = defaultdict(Counter)
     unexpected: list[str] = []
     unavailable: set[str] = set()
+    skipped_tests: dict[str, tuple[str, list[str]]] = {}  # node id -> (step, markers)
+    passed_tests: set[str] = set()
     for name, rc, secs in steps:
         recs = runs.get(name, [])
         c: Counter = Counter()
@@ -42,6 +46,9 @@ def main(results: Path) -> int:
             c.update(r["counts"])
             unexpected += [f"{name}: {nid}" for nid in r["unexpected_skips"]]
             unavailable |= set(r.get("unavailable", []))
+            for nid, marks in r.get("skipped_tests", {}).items():
+                skipped_tests.setdefault(nid, (name, marks))
+            passed_tests.update(r.get("passed_tests", []))
             for m, oc in r["markers"].items():
                 per_marker[m].update(oc)
                 expected_here[m] += oc.get("skipped", 0)
@@ -51,7 +58,7 @@ def main(results: Path) -> int:
         if recs:
             passed = str(c["passed"] + c["xpassed"])
             skipped = str(c["skipped"] + c["collection_skipped"])
-            if expected_here:
+            if any(expected_here.values()):  # a test with two markers is counted under each
                 skipped += " (" + ", ".join(f"{m} {n}" for m, n in sorted(expected_here.items()) if n) + ")"
             failed = str(c["failed"])
         else:
@@ -70,6 +77,15 @@ def main(results: Path) -> int:
         print("UNEXPECTED SKIPS (failures):")
         for u in unexpected:
             print("  " + u)
+    # each test skipped in one step (as declared) must have passed in another
+    ran_nowhere = {
+        nid: v for nid, v in skipped_tests.items() if nid not in passed_tests and not set(v[1]) & unavailable
+    }
+    if ran_nowhere:
+        bad = 1
+        print(f"SKIPPED WHEREVER THEY WERE COLLECTED, PASSED IN NO STEP ({len(ran_nowhere)}, failures):")
+        for nid, (step, marks) in sorted(ran_nowhere.items()):
+            print(f"  {nid}  (skipped in {step}; markers {', '.join(marks) or 'none'})")
     print("real components, tests passed / skipped over all steps:")
     for m in registry():
         oc = per_marker.get(m, Counter())

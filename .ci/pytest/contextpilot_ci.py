@@ -181,6 +181,11 @@ class _Accounting:
             "expected_skip": sorted(self.expected),
             "unavailable": sorted(self.unavailable),
             "unexpected_skips": self.unexpected,
+            # per test, so .ci/report.py can check each skipped test passed in some other step
+            "skipped_tests": {
+                n: sorted(self.marks.get(n, ())) for n, oc in self.outcome.items() if oc == "skipped"
+            },
+            "passed_tests": sorted(n for n, oc in self.outcome.items() if oc in ("passed", "xpassed")),
             "components": components,
         }
         path = Path(out_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', step)}.{os.getpid()}.json"
