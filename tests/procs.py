@@ -24,8 +24,11 @@ def free_port() -> int:
 class Proc:
     def __init__(self, popen: subprocess.Popen, url: str, log: tempfile.SpooledTemporaryFile) -> None:
         self.popen, self.url, self._log = popen, url, log
+        self._final: str | None = None  # the whole log, kept once the process has exited
 
     def output(self) -> str:
+        if self._final is not None:
+            return self._final
         self._log.flush()
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
@@ -72,7 +75,23 @@ def spawn(
         except subprocess.TimeoutExpired:
             popen.kill()
             popen.wait()
+        proc._final = proc.output()
         log.close()
+
+
+def wait_for(what: str, predicate, timeout: float = 30.0, interval: float = 0.05):
+    """Poll ``predicate()`` until it returns something truthy and return that;
+    fail naming ``what`` after ``timeout`` s. Tests wait for the event they
+    need, with a deadline far above a loaded machine's latency, instead of
+    sleeping a fixed time and hoping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def engine(*args: str) -> contextlib.AbstractContextManager[Proc]:

@@ -26,6 +26,8 @@ import json
 import random
 from dataclasses import dataclass
 
+import pytest
+
 import contextpilot as cp
 from contextpilot.sim import RadixCacheSim
 from contextpilot.sim.engine import render_chat, tokenize
@@ -186,6 +188,7 @@ def locomo_sessions(path, conversations: int = 3, per_session: int = 20) -> list
     return sessions
 
 
+@pytest.mark.locomo
 def test_locomo_sessions(locomo_path):
     sessions = locomo_sessions(locomo_path)
     check(sessions, "LoCoMo memories (conversations 0-2)", max_turns=64)

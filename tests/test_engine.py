@@ -1,8 +1,9 @@
 """Real-engine replay: a tiny model, and llama-server end to end.
 
-The llama-server test runs when a built binary is found (cache folder,
-``$LLAMA_SERVER_BIN`` or PATH), or builds one (~7 minutes) when
-``CONTEXTPILOT_ENGINE_TESTS=1``; otherwise it is skipped.
+The llama-server test (marker ``llama_server``) runs when a built binary is
+found (cache folder, ``$LLAMA_SERVER_BIN`` or PATH), or builds one (~7
+minutes) when ``CONTEXTPILOT_ENGINE_TESTS=1``; otherwise it is skipped. CI
+runs it in ``.ci/steps/31-llama-server.sh``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def llama_binary():
     return binary
 
 
+@pytest.mark.llama_server
 def test_llama_server_replay_end_to_end(llama_binary, tmp_path):
     from contextpilot.bench.__main__ import main
 

@@ -33,6 +33,9 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(f"REAL llama.cpp TEST NOT RUN: {reason}")
 
 
+pytestmark = pytest.mark.llama_server
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[LlamaServer, Proc, Proc]]:
     binary = find_llama_server(build=REQUIRED)

@@ -17,6 +17,7 @@ def workload(request, locomo_path):
     return make(locomo_path)
 
 
+@pytest.mark.locomo
 def test_batch_beats_retrieval_and_frequency_order(workload):
     caps = capacities(workload)
     rows = {m: run_batch(workload, m, caps)[0] for m in ("retrieval", "frequency", "contextpilot")}
@@ -26,6 +27,7 @@ def test_batch_beats_retrieval_and_frequency_order(workload):
         assert ours > rows["retrieval"].hit[label] + 0.2, label
 
 
+@pytest.mark.locomo
 def test_online_beats_retrieval_order(workload):
     wl = workload.subset(600)
     caps = capacities(wl)
@@ -35,7 +37,7 @@ def test_online_beats_retrieval_order(workload):
         assert online.hit[label] > base.hit[label] + 0.05, label
 
 
-@pytest.mark.parametrize("source", ["locomo", "synthetic"])
+@pytest.mark.parametrize("source", [pytest.param("locomo", marks=pytest.mark.locomo), "synthetic"])
 def test_oracle_gap_on_small_batches(source, request):
     """Token savings within 3% of the exact optimum (N <= 12, <= 6 blocks)."""
     if source == "locomo":

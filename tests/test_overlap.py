@@ -26,6 +26,7 @@ def test_scipy_overlap_is_the_weighted_cooccurrence():
     assert np.allclose(m, (dense * w) @ dense.T)
 
 
+@pytest.mark.torch
 def test_torch_backend_matches_scipy():
     pytest.importorskip("torch")
     rows, cols, w, n, nb = _incidence(1)
@@ -34,6 +35,7 @@ def test_torch_backend_matches_scipy():
     assert (abs(a - b)).max() == 0
 
 
+@pytest.mark.torch
 def test_use_gpu_plans_like_the_default():
     pytest.importorskip("torch")
     wl = synthetic_rag(400, seed=2)

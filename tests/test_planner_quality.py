@@ -4,7 +4,9 @@ batches (the simulator is deterministic, so figures are exact)."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from contextpilot.bench.workloads import locomo_chunks, locomo_mem, synthetic_ra
 from contextpilot.core import cluster
 from contextpilot.core.order import Emitter, PlanItems
 from contextpilot.sim.bounds import trie_tokens
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "results.json"
 
 
 def _instance(rnd: random.Random, n: int, universe: int, size: int) -> tuple[list[list[int]], list[int]]:
@@ -103,18 +107,42 @@ def locomo(request, locomo_path):
     return {"mem": locomo_mem, "chunks": locomo_chunks}[request.param](locomo_path)
 
 
-#: Batch hit ratio (radix cache) at every capacity. The planner before the
-#: loss-aware priority and rotations reached .6096 (mem) and .5565 (chunks).
-LOCOMO_FLOOR = {"locomo-mem": 0.6105, "locomo-chunks": 0.5595}
+def _reference_published(workload: str) -> dict[str, float]:
+    """The reference release's (PyPI contextpilot 0.5.0) batch hit ratios per
+    capacity, as measured by the benchmark on the same simulator and workload
+    and published in docs/results/results.json (it runs in its own
+    virtualenv, so not inside this test)."""
+    data = json.loads(RESULTS.read_text())
+    wl = next(w for w in data["workloads"] if w["name"] == workload)
+    key = ("reference", "batch", "radix")
+    row = next(r for r in wl["rows"] if (r["method"], r["mode"], r["cache"]) == key)
+    return row["hit"]
 
 
-def test_locomo_batch_hit_ratio_floor(locomo):
+#: REGRESSION RATCHETS, not claims: (floor, measured) for the batch hit ratio at
+#: an unbounded radix cache. Reason: the loss-aware priority and the rotation
+#: sweep lifted mem from .6096 and chunks from .5565; a change that gives part of
+#: that back should be noticed and argued. The figure is the same at 64x and 16x
+#: (the plan keeps each group's prefix together), so one capacity is checked.
+#: Measured on the main branch's planner (docs/results/results.json).
+RATCHET = {"locomo-mem": (0.6105, 0.6107), "locomo-chunks": (0.5595, 0.5600), "synthetic": (0.64, 0.6444)}
+
+
+@pytest.mark.locomo
+def test_locomo_batch_beats_the_reference_at_every_capacity(locomo):
+    """The design target: at least the reference's hit ratio at each capacity
+    (its figures differ by capacity, so each one is a separate check)."""
     caps = capacities(locomo)
-    row = run_batch(locomo, "contextpilot", caps)[0]
+    ours = run_batch(locomo, "contextpilot", caps)[0].hit
+    ref = _reference_published(locomo.name)
+    assert set(ref) == {label for label, _ in caps}
     for label, _ in caps:
-        assert row.hit[label] >= LOCOMO_FLOOR[locomo.name], (label, row.hit)
+        assert ours[label] >= ref[label], (label, ours, ref)
+    floor, measured = RATCHET[locomo.name]
+    assert ours["inf"] >= floor, f"regression ratchet: {ours['inf']:.4f} < {floor} (measured {measured})"
 
 
+@pytest.mark.locomo
 def test_locomo_small_batches_near_optimum(locomo):
     """Within 1.5% of the exact optimum overall, and no small batch worse
     than 80% of it (the previous planner had batches at 66-75%)."""
@@ -123,9 +151,14 @@ def test_locomo_small_batches_near_optimum(locomo):
     assert gap["worst"] >= 0.8, gap
 
 
-def test_synthetic_batch_hit_ratio_floor():
+def test_synthetic_batch_beats_frequency_order_and_the_reference():
     wl = synthetic_rag(2000)
     caps = capacities(wl)
-    row = run_batch(wl, "contextpilot", caps)[0]
+    ours = run_batch(wl, "contextpilot", caps)[0].hit
+    freq = run_batch(wl, "frequency", caps)[0].hit  # the strongest simple baseline, same run
+    ref = _reference_published(wl.name)
     for label, _ in caps:
-        assert row.hit[label] >= 0.64, (label, row.hit)  # .626 before
+        assert ours[label] > freq[label] + 0.1, (label, ours, freq)  # .644 vs .491 when measured
+        assert ours[label] >= ref[label], (label, ours, ref)
+    floor, measured = RATCHET["synthetic"]
+    assert ours["inf"] >= floor, f"regression ratchet: {ours['inf']:.4f} < {floor} (measured {measured})"

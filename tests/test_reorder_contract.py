@@ -54,8 +54,9 @@ def test_second_call_pairs_contexts_with_their_order():
     pilot.reorder(first)
     second = [[7, 8, 10], [1, 2, 5], [20, 21], [1, 2, 3, 6]]
     reordered, order = pilot.reorder(second)
+    # the case must permute, or pairing each context with its order entry checks nothing
+    assert order != sorted(order), order
     assert_contract(second, reordered, order)
-    assert order != [0, 1, 2, 3] or reordered == [list(c) for c in second]
 
 
 def test_duplicates_inside_a_context_are_kept():

@@ -52,6 +52,9 @@ MIN_REUSE_OF_PREVIOUS = 0.9
 NAMES = ("Alpha", "Bravo", "Charlie", "Delta", "Echo")
 
 
+pytestmark = pytest.mark.llama_server
+
+
 @pytest.fixture(scope="module")
 def engine_setup() -> tuple[Path, Path]:
     binary = find_llama_server(build=REQUIRED)

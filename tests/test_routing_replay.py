@@ -29,10 +29,13 @@ from contextpilot.sim.engine import render_chat, tokenize
 from procs import engine, server
 
 pytest.importorskip("fastapi")
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CONTEXTPILOT_ROUTING_TESTS"),
-    reason="multi-process routing replay: set CONTEXTPILOT_ROUTING_TESTS=1 (run by .ci/steps/51-routing.sh)",
-)
+pytestmark = [
+    pytest.mark.routing,
+    pytest.mark.skipif(
+        not os.environ.get("CONTEXTPILOT_ROUTING_TESTS"),
+        reason="multi-process routing replay: set CONTEXTPILOT_ROUTING_TESTS=1 (.ci/steps/51-routing.sh)",
+    ),
+]
 
 REPLICAS = 4
 CLIENTS = 4
@@ -119,6 +122,7 @@ def _locomo_requests(path, per_conversation: int = 20):
     return [wl.contexts[i] for i in keep], [wl.queries[i] for i in keep]
 
 
+@pytest.mark.locomo
 def test_locomo_online_cache_aware_beats_round_robin(locomo_path):
     contexts, queries = _locomo_requests(locomo_path)
     mean = sum(len(tokenize(render_chat(build_messages(d, q)))) for d, q in zip(contexts, queries)) / len(

@@ -19,10 +19,14 @@ pytest.importorskip("fastapi")
 
 REPLICA = "x-contextpilot-replica"
 #: tests that start many servers (about 4 s each here) run in .ci/steps/51-routing.sh
-suite = pytest.mark.skipif(
+_skip_unless_asked = pytest.mark.skipif(
     not os.environ.get("CONTEXTPILOT_ROUTING_TESTS"),
     reason="multi-process routing suite: set CONTEXTPILOT_ROUTING_TESTS=1 (run by .ci/steps/51-routing.sh)",
 )
+
+
+def suite(test):
+    return pytest.mark.routing(_skip_unless_asked(test))
 
 
 @contextlib.contextmanager

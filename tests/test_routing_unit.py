@@ -94,9 +94,15 @@ def test_token_limit_imbalance_and_min_match():
 def test_round_robin_random_least_loaded_and_bad_settings():
     rr = Router(_indexes(3), "round-robin")
     assert [rr.route([99, 0, 0], 1)[0].replica for _ in range(6)] == [0, 1, 2, 0, 1, 2]
-    a = [Router(_indexes(4), "random", seed=3).route(None, 1)[0].replica for _ in range(1)]
-    b = [Router(_indexes(4), "random", seed=3).route(None, 1)[0].replica for _ in range(1)]
-    assert a == b
+
+    # random: the same seed replays the same sequence of draws; it spreads over
+    # the replicas, and another seed gives another sequence
+    def draws(seed: int) -> list[int]:
+        r = Router(_indexes(4), "random", seed=seed)
+        return [r.route(None, 1)[0].replica for _ in range(40)]
+
+    a = draws(3)
+    assert a == draws(3) and set(a) == {0, 1, 2, 3} and a != draws(4)
     ll = Router(_indexes(2), "least-loaded")
     assert [ll.route([99, 0], 1)[0].replica for _ in range(2)] == [0, 1]
     assert Router(_indexes(1)).route([5], 5)[0].reason == "single"

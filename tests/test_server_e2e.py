@@ -69,7 +69,10 @@ def test_streaming_is_relayed_unbuffered():
                 if line.startswith("data:"):
                     arrivals.append(time.perf_counter() - t0)
     assert len(arrivals) == 7  # 5 chunks, usage, [DONE]
-    assert arrivals[0] < 1.0 and arrivals[-1] > 1.5  # the first chunk came long before the last
+    # the engine spaces its 5 chunks 0.4 s apart (1.6 s first to last): relayed as they come,
+    # they arrive spread out; a buffering proxy delivers them together. Only a lower bound:
+    # a loaded machine can delay arrivals, not make the engine emit sooner.
+    assert arrivals[-1] - arrivals[0] > 0.8, arrivals
 
 
 def test_engine_down_gives_502_quickly_and_reorder_still_works():
@@ -77,7 +80,8 @@ def test_engine_down_gives_502_quickly_and_reorder_still_works():
     with server(dead) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         t0 = time.perf_counter()
         r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
-        assert r.status_code == 502 and time.perf_counter() - t0 < 5
+        # a refused connection is answered at once, not after retries or the client's 30 s
+        assert r.status_code == 502 and time.perf_counter() - t0 < 15
         err = r.json()["error"]
         assert err["type"] == "engine_unreachable" and dead in err["message"]
         assert c.post("/reorder", json={"contexts": [[1, 2], [2, 3]]}).status_code == 200
@@ -87,9 +91,11 @@ def test_engine_down_gives_502_quickly_and_reorder_still_works():
 
 
 def test_slow_engine_times_out_with_504():
-    with engine("--prefill-ms-per-token", "2000") as eng, server(eng.url, "--engine-timeout", "1") as srv:
+    # the engine would take 4 x 10 s; the server gives up after 1 s. The upper
+    # bound only has to sit well below 40 s, not near 1 s, to tell them apart.
+    with engine("--prefill-ms-per-token", "10000") as eng, server(eng.url, "--engine-timeout", "1") as srv:
         t0 = time.perf_counter()
-        r = httpx.post(srv.url + "/v1/completions", json={"prompt": "a b c d"}, timeout=30)
+        r = httpx.post(srv.url + "/v1/completions", json={"prompt": "a b c d"}, timeout=60)
         took = time.perf_counter() - t0
     assert r.status_code == 504 and r.json()["error"]["type"] == "engine_timeout"
-    assert 0.9 < took < 5
+    assert 0.9 < took < 20

@@ -3,8 +3,8 @@
 # create or reuse the engine virtualenvs (~/.cache/contextpilot/venvs), then
 # run tests/hooks/test_engine_hooks.py with the project's python ($CP_PYTHON),
 # which starts a real contextpilot server and drives each engine in its own
-# venv with CONTEXTPILOT_INDEX_URL set. An engine whose venv cannot be built
-# is reported loudly and its tests skip; the step fails if no engine ran.
+# venv with CONTEXTPILOT_INDEX_URL set. Both engines must run: a venv that
+# cannot be built fails the step.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY="${CP_PYTHON:-python3}"
@@ -13,12 +13,19 @@ t0=$SECONDS
 out="$(nice bash scripts/make_engine_venvs.sh sglang vllm)"
 echo "$out"
 echo "engine venvs ready in $((SECONDS - t0)) s"
-ok=$(grep -c " ok " <<<"$out" || true)
-if [ "$ok" -eq 0 ]; then
-  echo "ENGINE HOOKS: no engine venv could be built (see the logs above); nothing ran" >&2
+if grep -q " FAILED " <<<"$out" || [ "$(grep -c " ok " <<<"$out")" -ne 2 ]; then
+  grep " FAILED " <<<"$out" | while read -r engine _ log; do
+    echo "STEP 30 FAILED: the $engine venv could not be built; last lines of $log:" >&2
+    tail -20 "$log" >&2 || true
+  done
   exit 1
 fi
-grep " FAILED " <<<"$out" | sed 's/^/ENGINE VENV BUILD FAILED, ITS TESTS WILL SKIP: /' >&2
+
+for v in $(awk '/ ok /{print $3}' <<<"$out"); do  # what actually runs: versions from each venv
+  engine=$(basename "$v" | cut -d- -f1)
+  .ci/component "$engine" "$("$v/bin/python" -c 'import sys; from importlib.metadata import version as v
+print(v(sys.argv[1]), "(torch " + v("torch") + ")")' "$engine")"
+done
 
 echo "=== .pth start-up cost in each engine venv (hooks off)"
 for v in $(awk '/ ok /{print $3}' <<<"$out"); do

@@ -23,6 +23,8 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; the
   "$VENV/bin/python" -m pip install -q "schemathesis==$ST_VERSION"
 fi
 
+.ci/component schemathesis "$("$VENV/bin/schemathesis" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)"
+
 ports=($("$PY" - <<'PYEOF'
 import socket
 socks = [socket.socket() for _ in range(2)]

@@ -24,8 +24,12 @@ def engine(index, *post):
     return index.as_query_engine(similarity_top_k=4, llm=echo_llm(), node_postprocessors=list(post))
 
 
+def retrieve(index, q):
+    return index.as_retriever(similarity_top_k=4).retrieve(q)
+
+
 def retrieval_ids(index, q):
-    return [n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=4).retrieve(q)]
+    return [n.node.ref_doc_id for n in retrieve(index, q)]
 
 
 def test_corpus_preconditions(index):
@@ -98,10 +102,18 @@ def test_identity_is_node_id():
 def test_composes_with_other_postprocessors(index):
     post = ContextPilotNodePostprocessor()
     qe = engine(index, LongContextReorder(), post)
-    p1, p2 = ids_of(str(qe.query(Q1))), ids_of(str(qe.query(Q2)))
+    r1, r2 = qe.query(Q1), qe.query(Q2)
+    p1, p2 = ids_of(str(r1)), ids_of(str(r2))
     best = shareable_prefix(p1, set(p2))
     assert best >= 1 and p2[:best] == p1[:best]
+    # the prefix is contextpilot's doing: LongContextReorder alone shares less
+    alone = engine(index, LongContextReorder())
+    assert common_prefix(ids_of(str(alone.query(Q1))), ids_of(str(alone.query(Q2)))) < best
     # contextpilot's rank is the order it received (LongContextReorder's output)
+    for q, resp in ((Q1, r1), (Q2, r2)):
+        received = [n.node.node_id for n in LongContextReorder().postprocess_nodes(retrieve(index, q))]
+        ranks = {n.node.node_id: n.node.metadata[RANK_KEY] for n in resp.source_nodes}
+        assert sorted(ranks, key=ranks.get) == received, (q, ranks, received)
     assert post.pilot.stats()["requests_planned"] == 2
 
 

@@ -9,6 +9,7 @@ conversation (Maharana et al., ACL 2024) when ``locomo10.json`` is present.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -56,6 +57,14 @@ SMALL_QUESTIONS = [
     "What does Dana do at work?",
     "Which language did Dana learn for Lisbon?",
 ]
+
+
+_MEMORY = re.compile(r"^\[([^\]\n]+)\]\n(.+)$", re.M)
+
+
+def _memories(content: str) -> list[tuple[str, str]]:
+    """(label, text) of each labelled memory in a message."""
+    return _MEMORY.findall(content)
 
 
 @dataclass
@@ -143,6 +152,7 @@ def test_small_conversation(memory):
     check(r, "small conversation (12 memories, 12 questions, top-4)")
 
 
+@pytest.mark.locomo  # CI's skip accounting: registered in the repository's pyproject.toml
 @pytest.mark.skipif(
     locomo_path() is None,
     reason="LoCoMo data not found (set CONTEXTPILOT_LOCOMO or place locomo10.json at ../shared/data/)",

@@ -109,6 +109,7 @@ def test_handbook(tmp_path):
     check(replay(tree, questions, k=4, chat_turns=len(HANDBOOK_QUESTIONS)), "handbook (22 nodes, top-4)")
 
 
+@pytest.mark.locomo  # CI's skip accounting: registered in the repository's pyproject.toml
 @pytest.mark.skipif(
     locomo_sample() is None,
     reason="LoCoMo data not found (set CONTEXTPILOT_LOCOMO or place locomo10.json at ../shared/data/)",
