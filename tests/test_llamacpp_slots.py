@@ -263,3 +263,29 @@ def test_answers_translate_to_openai():
     assert chunks[0]["choices"][0]["delta"] == {"content": "h", "role": "assistant"}
     assert chunks[1]["choices"][0]["finish_reason"] == "stop"
     assert chunks[2]["choices"] == [] and chunks[2]["usage"]["prompt_tokens_details"]["cached_tokens"] == 7
+
+
+def test_a_shared_prefix_the_engine_did_not_reuse_is_counted() -> None:
+    """The outside view of a sliding-window model served without --swa-full."""
+    a = "x" * 400 + "A" * 400
+    b = "x" * 400 + "B" * 400  # shares half of a's 200 tokens: ~100
+    cases = [
+        (b, 0, True, 1),  # diverging, nothing reused: flagged
+        (b, 100, True, 0),  # reused as shared
+        (a + "more", 0, True, 0),  # a is a prefix: not a partial-prefix case
+        (b, 0, False, 0),  # the client turned caching off
+        ("y" * 800, 0, True, 0),  # nothing shared
+    ]
+    for second, cache_n, expect, flagged in cases:
+        t = SlotTracker()
+        t.observe(0, "r1", a, 200, 0)
+        t.observe(0, "r2", second, 200, cache_n, expect_reuse=expect)
+        assert t.prefix_misses() == flagged, (second[400:404], cache_n, expect)
+        assert t.stats()["prefix_not_reused"] == flagged
+    assert t.last_prefix_miss is None
+    t = SlotTracker()
+    t.observe(0, "r1", a, 200, 0)
+    t.observe(0, "r2", b, 200, 0)
+    assert t.last_prefix_miss == {"slot": 0, "shared_tokens_estimate": 100, "cache_n": 0}
+    t.reset()
+    assert t.prefix_misses() == 0 and t.last_prefix_miss is None

@@ -149,7 +149,11 @@ def rows_with_repeats(ids: np.ndarray, starts: np.ndarray) -> list[int]:
 def chunk_indices(batch: Batch, chunk_size: int) -> list[np.ndarray]:
     """Request indices of each chunk: consecutive runs of ``chunk_size`` in
     a sort by each request's most frequent blocks."""
-    n = len(batch.starts) - 1 if batch.rows is None else len(batch.rows)
+    if batch.rows is not None:
+        n = len(batch.rows)
+    else:
+        assert batch.starts is not None
+        n = len(batch.starts) - 1
     if n <= chunk_size:
         return [np.arange(n, dtype=np.int64)]
     assert batch.pids is not None and batch.starts is not None

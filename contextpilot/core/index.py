@@ -495,7 +495,7 @@ class PrefixIndex:
             refs[new].tolist(),
         ):
             up = root if p < 0 else objs[p]
-            node = objs[v] = up.children[k] = IndexNode(k, t, up, r, tick, now)  # type: ignore[union-attr]
+            node = objs[v] = up.children[k] = IndexNode(k, t, up, r, tick, now)
         self.tokens += int(trie.tokens[new].sum())
         self.nodes += len(new)
         # leaves: kept nodes with no kept child (matched ones may have old children)

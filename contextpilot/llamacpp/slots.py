@@ -196,6 +196,11 @@ class SlotTracker:
         with self._lock:
             return [] if self._holders.get(rid) else [rid]
 
+    def prefix_misses(self) -> int:
+        """Requests so far whose shared prefix the engine did not reuse."""
+        with self._lock:
+            return self._counts["prefix_not_reused"]
+
     def _check_reuse(self, s: _Slot, slot: int, lcp: int, cache_n: int) -> None:
         """Count a shared, diverging prefix the engine did not reuse."""
         held = len(s.content or ())

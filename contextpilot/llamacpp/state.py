@@ -65,6 +65,10 @@ class ProxyState:
             cache_n = _nonneg(timings.get("cache_n"))
             n_prompt = _nonneg(result.get("tokens_evaluated")) or cache_n + _nonneg(timings.get("prompt_n"))
             complete = bool(result.get("stop"))
+            settings = result.get("generation_settings")
+            # a client that turned prompt caching off expects no reuse
+            expect_reuse = not (isinstance(settings, dict) and settings.get("cache_prompt") is False)
+            misses = self.tracker.prefix_misses()
             evicted = self.tracker.observe(
                 slot,
                 rid,
@@ -73,7 +77,19 @@ class ProxyState:
                 cache_n,
                 truncated=bool(result.get("truncated")),
                 complete=complete,
+                expect_reuse=expect_reuse,
             )
+            if misses == 0 and self.tracker.prefix_misses():
+                log.warning(
+                    "llama-server reused %s of ~%s tokens this request shares with the previous prompt on "
+                    "its slot: if the model uses sliding-window attention (Gemma 2/3, Mistral-style "
+                    "windows, gpt-oss), start llama-server with --swa-full, or partial prefixes are not "
+                    "reused and reordering gains little (counted as prefix_not_reused in /stats)",
+                    *(
+                        (self.tracker.last_prefix_miss or {}).get(k)
+                        for k in ("cache_n", "shared_tokens_estimate")
+                    ),
+                )
             self.report(evicted)
         except Exception:  # accounting must never break the answer
             log.exception("llama.cpp proxy: slot update failed for %s", rid)

@@ -26,7 +26,7 @@ Each framework answers the questions twice, each time on a freshly started
 llama-server and product path: in its plain retrieval order (no contextpilot
 plugin) and with the plugin (LangChain ``ContextPilotReorder`` and LlamaIndex
 ``ContextPilotNodePostprocessor`` planning on the server, ``server_url``; the
-mem0 ``ContextPilotMemory`` wrapper with its local pilot). Asserted, on
+mem0 ``ContextPilotReranker`` in server mode). Asserted, on
 figures the engine reports (``timings.cache_n``, summed per request by the
 llama.cpp proxy's ``GET /stats`` ``reuse``), never on times:
 
@@ -355,15 +355,16 @@ def _llamaindex(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStac
 
 
 def _mem0(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStack, tmp: Path) -> Ask:
-    """mem0 Memory (embedded qdrant, infer=False) -> ContextPilotMemory.search /
-    build_messages -> the openai client at our proxy; plain: mem0's search order."""
+    """mem0 Memory (embedded qdrant, infer=False) -> search -> the plugin's
+    ContextPilotReranker (server mode: it plans on the contextpilot server,
+    whose index the engine's evictions reach) -> memory_messages -> the
+    openai client at our proxy; plain: mem0's search order."""
     import openai
-    from contextpilot_mem0 import ContextPilotMemory
+    from contextpilot_mem0 import REQUEST_KEY, ContextPilotReranker, memory_messages
     from mem0 import Memory
     from mem0.embeddings.base import EmbeddingBase
     from mem0.llms.base import LLMBase
 
-    import contextpilot as cp
 
     class HashEmbedder(EmbeddingBase):
         def embed(self, text: Any, memory_action: Any = None) -> list[float]:
@@ -395,17 +396,19 @@ def _mem0(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStack, tmp
     memory.embedding_model = HashEmbedder()
     memory.llm = NoCallLLM()
     memory.add([{"role": "user", "content": m} for m in wl.memories], **MEM0_USER, infer=False)
-    cpm = ContextPilotMemory(memory, pilot=cp.ContextPilot(), system_instruction=SYSTEM)
+    reranker = ContextPilotReranker(server_url=url)
     client = openai.OpenAI(base_url=url + "/v1", api_key="sk-local", max_retries=0)
     stack.callback(client.close)
 
     def ask(q: str) -> Answer:
-        search = cpm.search if plugin else memory.search
-        found = search(q, filters=MEM0_USER, top_k=TOP_K, threshold=0.0)
-        rid = found.get("request_id") if plugin else None
+        items = memory.search(q, filters=MEM0_USER, top_k=TOP_K, threshold=0.0)["results"]
+        rid = None
+        if plugin:
+            items = reranker.rerank(q, items)
+            rid = items[0].get(REQUEST_KEY) if items else None
         r = client.chat.completions.create(
             model=MODEL,
-            messages=cpm.build_messages(q, found),
+            messages=memory_messages(q, items, system_instruction=SYSTEM),
             max_tokens=ANSWER_TOKENS,
             temperature=0,
             extra_body={"rid": rid} if rid else None,
