@@ -114,6 +114,7 @@ def test_scale_measure_through_the_front_object_and_fit():
     assert fit_exponent([(10, 1.0), (100, 100.0)]) == pytest.approx(2.0)
 
 
+@pytest.mark.locomo
 def test_locomo_from_text_and_from_ids_plan_alike(locomo_path):
     rows = text_vs_ids(locomo_path, repeats=1)
     assert len(rows) == 4 and all(r["same_plan"] for r in rows)

@@ -60,6 +60,9 @@ class ProductPath:
                 str(self.cp_port),
                 "--infer-api-url",
                 self.proxy_url,
+                # a long prompt on a loaded 2-core machine can take minutes
+                "--engine-timeout",
+                "900",
             ],
             env,
             self.url + "/stats",
