@@ -50,3 +50,17 @@ def test_bootstrap_detects_a_real_shift_and_brackets_the_mean() -> None:
 def test_bootstrap_rejects_bad_input(a, b, kw) -> None:
     with pytest.raises(ValueError):
         Q.paired_bootstrap(a, b, **kw)
+
+
+def test_engine_orderings_keep_retrieval_and_name_unknown_ones() -> None:
+    from contextpilot.bench.methods import External
+    from contextpilot.bench.real_model import ordering_names
+
+    ref = [External("reference", "unused")]
+    everything = ordering_names(ref)
+    assert everything[0] == "retrieval" and "reference-online" in everything
+    assert "contextpilot-online" in everything
+    picked = ordering_names(ref, "contextpilot-online, reference-online")
+    assert picked == ["retrieval", "reference-online", "contextpilot-online"]
+    with pytest.raises(ValueError, match="unknown reference-online"):
+        ordering_names([], "reference-online")

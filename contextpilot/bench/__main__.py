@@ -179,6 +179,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="real model: NAME[:REQUESTS],... of locomo-mem, locomo-chunks, synthetic "
         "(default locomo-mem:200,locomo-chunks:40,synthetic:40; quick 12/6/6)",
     )
+    ap.add_argument(
+        "--engine-orderings",
+        help="real model: only these orderings in the speed replay, comma-separated (retrieval is "
+        "always kept as the baseline), e.g. contextpilot-online,reference-online; default all",
+    )
     ap.add_argument("--no-quality", action="store_true", help="real model: skip answer-quality scoring")
     ap.add_argument(
         "--quality-questions",

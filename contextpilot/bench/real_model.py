@@ -381,14 +381,31 @@ class Engine:
         return rep
 
 
-def run_speed(case: Case, engine: Engine, externals: Sequence[External], runs: int) -> dict:
-    """Every ordering ``runs`` times, alternating, a fresh server each."""
+def ordering_names(externals: Sequence[External], only: str | None = None) -> list[str]:
+    """The speed replay's orderings, retrieval first (the baseline every
+    ratio is taken against, so it is always kept); ``only`` (comma-separated)
+    keeps a subset and names an unknown one in its error."""
+    names = ["retrieval", "frequency", *[e.name for e in externals], "contextpilot"]
+    names += [f"{e.name}-online" for e in externals] + ["contextpilot-online"]
+    if not only:
+        return names
+    wanted = {n.strip() for n in only.split(",") if n.strip()}
+    unknown = sorted(wanted - set(names))
+    if unknown:
+        raise ValueError(f"--engine-orderings: unknown {', '.join(unknown)}; known: {', '.join(names)}")
+    return [n for n in names if n == "retrieval" or n in wanted]
+
+
+def run_speed(
+    case: Case, engine: Engine, externals: Sequence[External], runs: int, only: str | None = None
+) -> dict:
+    """Every ordering (or those in ``only``) ``runs`` times, alternating, a
+    fresh server each."""
+    names = ordering_names(externals, only)
     swa, count = _prepare(case, engine.spec, engine.binary, engine.model)
     t0 = time.perf_counter()
     plans = _plans(case, count, externals)
     log.info("%s: planned %d orderings in %.1f s", case.name, len(plans), time.perf_counter() - t0)
-    names = ["retrieval", "frequency", *[e.name for e in externals], "contextpilot"]
-    names += [f"{e.name}-online" for e in externals] + ["contextpilot-online"]
     conds = [Condition(n, n) for n in names]
     replays: list[Replay] = []
     with progress(
@@ -442,6 +459,8 @@ def run_quality(case: Case, engine: Engine, conditions: Sequence[Condition] = QU
 
 def run_real_model(args: argparse.Namespace, externals: Sequence[External], out_dir: Path) -> dict:
     spec = model_spec(args.engine_model)
+    only = getattr(args, "engine_orderings", None)
+    ordering_names(externals, only)  # a bad name fails before the model is fetched
     binary = find_llama_server(build=args.build)
     if binary is None:
         raise SystemExit(
@@ -464,7 +483,7 @@ def run_real_model(args: argparse.Namespace, externals: Sequence[External], out_
         "workloads": [],
     }
     for case in build_cases(args, sizes):
-        res = run_speed(case, engine, externals, args.engine_runs)
+        res = run_speed(case, engine, externals, args.engine_runs, only)
         result["workloads"].append(res)
         print(tables(res))
     n_quality = args.quality_questions if args.quality_questions is not None else (10 if args.quick else 250)
