@@ -18,7 +18,10 @@ orderings, each on a freshly started server (``-np 1 --cache-ram 0``, plus
 
 Per ordering and run: prompt tokens, reused tokens (``timings.cache_n``),
 total prompt time (``timings.prompt_ms``), TTFT p50/p95 (server side:
-prompt time plus the first decode step). Runs alternate the orderings.
+prompt time plus the first decode step). Within a run, all orderings are
+replayed at once, interleaved request by request (each on its own server), so
+load from elsewhere on a shared machine falls on every ordering alike; the
+rotation is reversed every other run.
 
 Answer quality (first run, LoCoMo): greedy short answers (token F1, exact
 match) and the teacher-forced log-likelihood of the gold answer, scored on
@@ -39,83 +42,24 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from contextpilot.bench import quality as Q
 from contextpilot.bench.engine import LlamaServer, find_llama_server
-from contextpilot.bench.llama_client import count_tokens, score_gold, serve, swa_status
+from contextpilot.bench.llama_client import count_tokens, swa_status
 from contextpilot.bench.methods import External, frequency_order, ours_batch, retrieval_order
-from contextpilot.bench.product_path import ProductPath
 from contextpilot.bench.progress import progress
-from contextpilot.bench.real_model_cases import Case, Condition, build_cases, parse_sizes, prompt_text
+from contextpilot.bench.real_model_cases import Case, Condition, build_cases, parse_sizes
+from contextpilot.bench.real_model_replay import Engine, Outcome, Plan, Replay, run_orderings
 from contextpilot.bench.real_model_report import tables
 from contextpilot.bench.real_models import ModelSpec, fetch_model, model_spec
 
-__all__ = ["Engine", "Replay", "ordering_names", "run_real_model"]
+__all__ = ["ordering_names", "run_quality", "run_real_model", "run_speed"]
 
 log = logging.getLogger("contextpilot.bench")
 
-ANSWER_TOKENS = 12
-
-
-# ---------------------------------------------------------------- records
-
-
-@dataclass
-class Outcome:
-    """One request as served, in the replay's order."""
-
-    index: int
-    prompt_tokens: int
-    cache_n: int
-    prompt_ms: float
-    ttft_ms: float
-    answer: str | None = None
-    gold_logprob: float | None = None
-    gold_tokens: int | None = None
-
-
-@dataclass
-class Replay:
-    """One ordering, one run, one fresh server."""
-
-    condition: str
-    run: int
-    outcomes: list[Outcome] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    def summary(self) -> dict:
-        toks = sum(o.prompt_tokens for o in self.outcomes)
-        reused = sum(o.cache_n for o in self.outcomes)
-        ttft = sorted(o.ttft_ms for o in self.outcomes)
-        return {
-            "condition": self.condition,
-            "run": self.run,
-            "requests": len(self.outcomes),
-            "prompt_tokens": toks,
-            "reused_tokens": reused,
-            "reuse": reused / toks if toks else 0.0,
-            "prompt_s": sum(o.prompt_ms for o in self.outcomes) / 1000,
-            "ttft_p50_ms": _pct(ttft, 0.50),
-            "ttft_p95_ms": _pct(ttft, 0.95),
-            "wall_s": self.wall_seconds,
-            **self.extra,
-        }
-
-
-def _pct(sorted_vals: Sequence[float], q: float) -> float:
-    if not sorted_vals:
-        return float("nan")
-    return float(sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))])
-
-
 # ---------------------------------------------------------------- replays
-
-
-Plan = tuple[list[int], list[list[str]]]
 
 
 def _plans(case: Case, count: Callable[[str], int], externals: Sequence[External]) -> dict[str, Plan]:
@@ -128,54 +72,6 @@ def _plans(case: Case, count: Callable[[str], int], externals: Sequence[External
         plans[ext.name] = ext(case.contexts, count)
         plans[f"{ext.name}-online"] = ext(case.contexts, count, mode="online")
     return plans
-
-
-def _replay(
-    server: LlamaServer,
-    case: Case,
-    cond: Condition,
-    plan: Plan | None,
-    run: int,
-    scoring: bool,
-    bar: Any,
-    workdir: Path,
-) -> Replay:
-    rep = Replay(cond.name, run)
-    n_predict = ANSWER_TOKENS if scoring else 1
-    t0 = time.perf_counter()
-    if plan is None:  # the product path decides the block order online
-        with ProductPath(server.url, workdir) as path:
-            for i in range(len(case.contexts)):
-                blocks, rid = path.reorder(case.contexts[i])
-                prompt = prompt_text(blocks, case.queries[i], case.contexts[i], cond)
-                r = serve(path.url, prompt, n_predict, rid=rid, openai=True)
-                rep.outcomes.append(_outcome(server.url, i, prompt, r, case, scoring))
-                bar.update()
-            time.sleep(1.0)  # let the proxy's notifier deliver its last evictions
-            st = path.stats()
-            index = st["server"].get("index_stats") or {}
-            rep.extra = {
-                "index_live_requests": index.get("live_requests"),
-                "index_evicted_by_engine": index.get("evicted_by_engine"),
-                "evictions_reported_by_proxy": st["proxy"]["evictions"]["reported"],
-            }
-    else:
-        order, ctxs = plan
-        for i, blocks in zip(order, ctxs):
-            prompt = prompt_text(blocks, case.queries[i], case.contexts[i], cond)
-            r = serve(server.url, prompt, n_predict)
-            rep.outcomes.append(_outcome(server.url, i, prompt, r, case, scoring))
-            bar.update()
-    rep.wall_seconds = time.perf_counter() - t0
-    return rep
-
-
-def _outcome(url: str, i: int, prompt: str, r: dict, case: Case, scoring: bool) -> Outcome:
-    out = Outcome(i, r["prompt_n"] + r["cache_n"], r["cache_n"], r["prompt_ms"], r["ttft_ms"])
-    if scoring and case.answers[i] is not None:
-        out.answer = Q.short_answer(r["text"])
-        out.gold_logprob, out.gold_tokens = score_gold(url, prompt, case.answers[i] or "")
-    return out
 
 
 def _quality(case: Case, replays: dict[str, Replay], base: str = "retrieval") -> dict:
@@ -255,32 +151,6 @@ def _prepare(case: Case, spec: ModelSpec, binary: Path, model: Path) -> tuple[di
     return swa, counts.__getitem__
 
 
-@dataclass
-class Engine:
-    """How to start a fresh server for one replay."""
-
-    spec: ModelSpec
-    binary: Path
-    model: Path
-    workdir: Path
-
-    def replay(
-        self, case: Case, cond: Condition, plan: Plan | None, run: int, score: bool, bar: Any
-    ) -> Replay:
-        with LlamaServer(self.binary, self.model, ctx=self.spec.context, extra=self.spec.flags) as srv:
-            rep = _replay(srv, case, cond, plan, run, score, bar, self.workdir)
-        s = rep.summary()
-        log.info(
-            "%s run %d %-30s reuse %5.1f%%  prompt %7.1f s",
-            case.name,
-            run,
-            cond.name,
-            100 * s["reuse"],
-            s["prompt_s"],
-        )
-        return rep
-
-
 def ordering_names(externals: Sequence[External], only: str | None = None) -> list[str]:
     """The speed replay's orderings, retrieval first (the baseline every
     ratio is taken against, so it is always kept); ``only`` (comma-separated)
@@ -299,8 +169,9 @@ def ordering_names(externals: Sequence[External], only: str | None = None) -> li
 def run_speed(
     case: Case, engine: Engine, externals: Sequence[External], runs: int, only: str | None = None
 ) -> dict:
-    """Every ordering (or those in ``only``) ``runs`` times, alternating, a
-    fresh server each."""
+    """Every ordering (or those in ``only``) ``runs`` times, each run all
+    orderings interleaved request by request on fresh servers of their own,
+    the rotation reversed every other run."""
     names = ordering_names(externals, only)
     swa, count = _prepare(case, engine.spec, engine.binary, engine.model)
     t0 = time.perf_counter()
@@ -312,9 +183,9 @@ def run_speed(
         len(case.contexts) * len(conds) * runs, f"{case.name} on {engine.spec.name}", after=0
     ) as bar:
         for run in range(runs):
-            for cond in conds if run % 2 == 0 else list(reversed(conds)):
-                plan = None if cond.name == "contextpilot-online" else plans[cond.order]
-                replays.append(engine.replay(case, cond, plan, run, False, bar))
+            order = conds if run % 2 == 0 else list(reversed(conds))
+            pairs = [(c, None if c.name == "contextpilot-online" else plans[c.order]) for c in order]
+            replays += run_orderings(engine, case, pairs, run, False, bar)
     return {
         "workload": case.name,
         "description": case.description,
@@ -345,8 +216,9 @@ def run_quality(case: Case, engine: Engine, conditions: Sequence[Condition] = QU
     plans = {"retrieval": retrieval_order(case.contexts), "contextpilot": ours_batch(case.contexts, count)}
     replays = {}
     with progress(len(case.contexts) * len(conditions), f"{case.name} quality", after=0) as bar:
-        for cond in conditions:
-            replays[cond.name] = engine.replay(case, cond, plans[cond.order], 0, True, bar)
+        pairs = [(cond, plans[cond.order]) for cond in conditions]
+        for rep in run_orderings(engine, case, pairs, 0, True, bar):
+            replays[rep.condition] = rep
     return {
         "workload": case.name,
         "description": case.description,
