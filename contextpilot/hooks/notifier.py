@@ -59,8 +59,9 @@ class EvictionNotifier:
     and :meth:`flush`'s timeout. Waits still block on a condition variable
     (woken early by new ids or :meth:`close`), but whether a deadline has
     passed is decided by ``clock`` alone, so a test can jump time instead
-    of sleeping through it (noticed within 0.25 s). ``stats()["retries"]`` and ``stats()["batches"]``
-    are the events to wait on.
+    of sleeping through it (a jump is noticed within 0.25 s).
+    ``stats()["retries"]`` and ``stats()["batches"]`` are the events to
+    wait on.
     """
 
     def __init__(
