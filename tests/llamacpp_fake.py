@@ -27,9 +27,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 
-def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0) -> FastAPI:
+def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold: bool = False) -> FastAPI:
+    """``hold``: streams wait after their first event until ``POST /debug/release``."""
     app = FastAPI()
     lock = threading.Lock()
+    released = asyncio.Event()
     slots: list[dict[str, Any]] = [
         {"tokens": [], "t_last": 0, "task": None, "cache_n": 0, "busy": False} for _ in range(n_slots)
     ]
@@ -120,7 +122,9 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0) -> F
             return JSONResponse(final)
 
         async def events():
-            for ch in text:
+            for n, ch in enumerate(text):
+                if hold and n:
+                    await released.wait()
                 part = {"index": 0, "content": ch, "tokens": [], "stop": False, "id_slot": i}
                 part.update(tokens_predicted=1, tokens_evaluated=len(tokens))
                 if body.get("timings_per_token"):
@@ -153,6 +157,11 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0) -> F
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.post("/debug/release")
+    async def release() -> dict[str, str]:
+        released.set()
+        return {"status": "ok"}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "fake", "object": "model", "created": int(time.time())}]}
@@ -165,11 +174,17 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--slots", type=int, default=1)
     ap.add_argument("--delay-ms", type=float, default=0.0)
+    ap.add_argument(
+        "--hold", action="store_true", help="streams wait after their first event for POST /debug/release"
+    )
     args = ap.parse_args()
     import uvicorn
 
     uvicorn.run(
-        create_fake(args.slots, delay_ms=args.delay_ms), host="127.0.0.1", port=args.port, log_level="warning"
+        create_fake(args.slots, delay_ms=args.delay_ms, hold=args.hold),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
     )
 
 

@@ -198,3 +198,55 @@ def test_import_is_light_and_child_after_fork_sends_its_own():
         assert os.waitstatus_to_exitcode(status) == 0
         assert _live_count(srv.url) == 0
         n.close()
+
+
+def test_backoff_and_flush_deadlines_run_on_the_injected_clock():
+    # a frozen clock holds a 1000 s back-off however much real time passes;
+    # moving it past the deadline releases the retry at once (no coalescing
+    # window: on a frozen clock it would never end either)
+    now = [0.0]
+    port = free_port()
+    n = EvictionNotifier(
+        f"http://127.0.0.1:{port}",
+        max_retries=3,
+        backoff=1000,
+        max_backoff=1000,
+        flush_interval=0,
+        clock=lambda: now[0],
+    )
+    try:
+        n.notify(["req-0000000000000001"])
+        wait_for("the first failed try", lambda: n.stats()["retries"] == 1)
+        with server(DEAD_ENGINE, port=port):
+            time.sleep(1.0)  # real time passes; the injected clock does not
+            s = n.stats()
+            assert s["retries"] == 1 and s["sent"] == 0 and s["pending"] == 0
+            now[0] += 1000
+            wait_for("the retry once the clock passed the back-off", lambda: n.stats()["sent"] == 1)
+            assert n.flush(5) and n.stats()["failed"] == 0
+    finally:
+        n.close()
+
+
+def test_flush_timeout_is_measured_on_the_injected_clock():
+    # the sender is parked on a listener that never answers; a clock that
+    # moves 10 s per reading ends flush(5) on its first check, without a real wait
+    ticks = iter(range(0, 10**9, 10))
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    n = EvictionNotifier(
+        f"http://127.0.0.1:{lsock.getsockname()[1]}",
+        timeout=120,
+        max_retries=0,
+        flush_interval=0,
+        clock=lambda: float(next(ticks)),
+    )
+    try:
+        n.notify(["req-a"])
+        wait_for("the sender to be stuck in its POST", lambda: n.stats()["pending"] == 0)
+        assert n.flush(5) is False
+        assert n.stats()["sent"] == 0
+    finally:
+        lsock.close()
+        n.close()

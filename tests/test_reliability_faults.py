@@ -206,7 +206,7 @@ def test_no_connections_leak_on_either_side(setup):
             for mode in ("garbage", "hangup", "truncated", "drip", "broken-stream", "bad-json"):
                 fake.mode = mode
                 c.post("/v1/completions", json={"prompt": "x", "stream": mode == "broken-stream"})
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # far above a loaded machine's close latency
         while (fake.open or _sockets(pid) > before + 2) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert fake.open == 0, f"{fake.open} engine connections still open"

@@ -3,11 +3,11 @@ atomic writes, bounds after loading, and a real server process restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import signal
-import time
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from contextpilot import ContextPilot
 from contextpilot.core import snapshot
 from contextpilot.core.dedup import DedupLedger
+from contextpilot.server.state_file import StateFile
 
 from procs import engine, server, wait_for
 
@@ -137,6 +138,29 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert path.read_bytes() == good and os.listdir(tmp_path) == ["state.json"]
 
 
+def test_periodic_saves_run_on_the_injected_sleep_and_clock(tmp_path):
+    # no real interval: the injected sleep records each pause and ends the
+    # loop after three; the clock stamps last_saved; wait_saves is the event
+    pilot = _busy_pilot()
+    paused: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if len(paused) == 3:
+            raise asyncio.CancelledError
+        paused.append(seconds)
+
+    sf = StateFile(str(tmp_path / "state.json"), {"": pilot}, 3600.0, clock=lambda: 1234.5, sleep=sleep)
+    assert sf.status["saves"] == 0 and sf.wait_saves(1, timeout=0.01) is False
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(sf.run_periodic())
+    assert paused == [3600.0] * 3  # one pause per save, of the configured interval
+    assert sf.wait_saves(3, timeout=0.01)
+    assert sf.status["saves"] == 3 and sf.status["last_saved"] == 1234.5 and sf.status["last_error"] is None
+    restored = _fresh()
+    snapshot.load(tmp_path / "state.json", restored)
+    assert sorted(restored.index.request_ids()) == sorted(pilot.index.request_ids()) != []
+
+
 def test_conversation_store_total_cap():
     store = DedupLedger(max_conversations=100, max_blocks=50, max_total_blocks=120)
     for c in range(10):
@@ -179,15 +203,13 @@ def test_server_restart_keeps_index_and_sessions(tmp_path, eng, how):
             before = c.get("/requests").json()["request_ids"]
             stats = c.get("/stats").json()["index_stats"]
             if how != "shutdown":
-                # wait for the event, not a guessed time: a save that finished after the
-                # last change may have captured before it; the next one started after
-                def saved_after(t: float) -> float | None:
-                    v = c.get("/stats").json()["server"]["state_file"]["last_saved"]
-                    return v if v is not None and v > t else None
+                # wait for the event, not a guessed time: a save counted by now may have
+                # captured before the last change; the one after it started later
+                def saves() -> int:
+                    return c.get("/stats").json()["server"]["state_file"]["saves"]
 
-                changed = time.time()
-                first = wait_for("a periodic save", lambda: saved_after(changed))
-                wait_for("the next periodic save", lambda: saved_after(first))
+                n0 = saves()
+                wait_for("two periodic saves after the last change", lambda: saves() >= n0 + 2)
         if how == "shutdown":
             _stop(s)
         else:

@@ -44,3 +44,30 @@ def test_ttl_expires_idle_sessions():
 def test_bad_bounds_are_value_errors(cap, ttl):
     with pytest.raises(ValueError):
         SessionStore(cap, ttl, lambda _: None)
+
+
+def test_one_injected_clock_drives_every_ttl_of_a_pilot():
+    # index entries, dedup conversations and chat sessions all expire on the
+    # pilot's clock: just before the ttl everything is live, just after only
+    # what was used later ("late", at t=30) is
+    from contextpilot import ContextPilot
+
+    clock = Clock()
+    pilot = ContextPilot(ttl=60, conversation_ttl=60, chat_ttl=60, clock=clock)
+    first = pilot.reorder_detailed([["a", "b", "c"]]).request_ids
+    pilot.deduplicate([["doc1"]], "conv")
+    pilot.chat("s").messages(["doc1"], "q?")
+    clock.t = 30.0
+    pilot.deduplicate([["doc1"]], "late")
+    clock.t = 59.9
+    assert pilot.index.expire() == 0  # the index expires lazily: ask it now
+    live = pilot.index.request_ids()
+    assert set(first) < set(live)  # the reorder's request and the chat turn's
+    assert {"conv", "late"} <= {s["conversation_id"] for s in pilot.sessions()}
+    assert [s["session_id"] for s in pilot.chat_sessions()] == ["s"]
+    clock.t = 60.1  # idle past the ttl since the last use at 0.0 (reading does not touch)
+    assert pilot.index.expire() == len(live) and pilot.index.request_ids() == []
+    assert [s["conversation_id"] for s in pilot.sessions()] == ["late"] and pilot.chat_sessions() == []
+    # an expired conversation seen again is new; the late one still remembers
+    assert pilot.deduplicate([["doc1"]], "conv")[0].overlapping_docs == []
+    assert pilot.deduplicate([["doc1"]], "late")[0].overlapping_docs == ["doc1"]

@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,9 @@ class ContextPilot:
     similarity sort; the plan depends on ``chunk_size`` but never on
     ``workers``. Workers are plain child processes started per big call;
     they never import ``__main__``, so scripts need no guard.
+    ``clock`` — seconds since any origin (default :func:`time.monotonic`):
+    the one clock the index, dedup and chat-session TTLs are measured on, so
+    a test can move time instead of sleeping.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class ContextPilot:
         use_gpu: bool = False,
         workers: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        clock: Callable[[], float] = time.monotonic,
         **legacy: Any,
     ) -> None:
         unknown = set(legacy) - _LEGACY_OPTIONS
@@ -133,10 +137,12 @@ class ContextPilot:
         self._counter = make_token_counter(token_counter)
         self.hint_template = check_hint_template(hint_template) if hint_template else None
         self._lock = threading.RLock()
-        self._index = PrefixIndex(capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests)
+        self._index = PrefixIndex(
+            capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests, clock=clock
+        )
         self._recent = RecentRequests(recent_requests)
-        self._conversations = DedupLedger(max_conversations, conversation_ttl)
-        self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
+        self._conversations = DedupLedger(max_conversations, conversation_ttl, clock=clock)
+        self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl, clock=clock)
         self._calls = 0
         self._planned = 0
         self._last_workers = 0

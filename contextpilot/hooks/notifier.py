@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from contextpilot.core.ids import is_health_check, normalize_request_id
@@ -44,6 +44,7 @@ log = logging.getLogger("contextpilot.hooks")
 ENV_INDEX_URL = "CONTEXTPILOT_INDEX_URL"
 ENV_REPLICA = "CONTEXTPILOT_REPLICA"
 ENV_API_KEY = "CONTEXTPILOT_API_KEY"
+_TICK = 0.25  # longest single wait: a clock that jumps is noticed within this much real time
 
 
 class EvictionNotifier:
@@ -52,6 +53,15 @@ class EvictionNotifier:
     ``batch_size`` ids per POST at most; a partial batch is sent after
     ``flush_interval`` seconds. ``timeout`` bounds each POST;
     ``backoff``..``max_backoff`` seconds between retries.
+
+    ``clock`` (default :func:`time.monotonic`) is what every deadline here
+    is measured on: the coalescing window, the back-off between retries
+    and :meth:`flush`'s timeout. Waits still block on a condition variable
+    (woken early by new ids or :meth:`close`), but whether a deadline has
+    passed is decided by ``clock`` alone, so a test can jump time instead
+    of sleeping through it (a jump is noticed within 0.25 s).
+    ``stats()["retries"]`` and ``stats()["batches"]`` are the events to
+    wait on.
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class EvictionNotifier:
         max_retries: int = 5,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not index_url.startswith(("http://", "https://")):
             raise ValueError(f"index_url must be an http(s) URL, got {index_url!r}")
@@ -84,6 +95,7 @@ class EvictionNotifier:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.clock = clock
         self._counts = dict.fromkeys(
             ("queued", "sent", "batches", "dropped_full", "failed", "rejected", "retries"), 0
         )
@@ -143,12 +155,10 @@ class EvictionNotifier:
                 if not self._pending:
                     return  # closed and drained
                 # let a burst of evictions coalesce into one POST
-                deadline = time.monotonic() + self.flush_interval
+                deadline = self.clock() + self.flush_interval
                 while len(self._pending) < self.batch_size and not self._closed:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    if not self._wait_until(deadline):
                         break
-                    self._cond.wait(left)
                 batch = list(dict.fromkeys(self._pending[: self.batch_size]))
                 del self._pending[: self.batch_size]
                 self._busy = True
@@ -190,9 +200,11 @@ class EvictionNotifier:
                 break
             with self._cond:
                 self._counts["retries"] += 1
+                deadline = self.clock() + delay
+                while not self._closed and self._wait_until(deadline):
+                    pass  # woken by new ids: keep backing off; close() ends it
                 if self._closed:
                     break  # shutting down: one try per batch
-                self._cond.wait(delay)  # close() wakes us early
             delay = min(delay * 2, self.max_backoff)
         log.warning("contextpilot index unreachable (%s): dropped %d evictions", err, len(batch))
         with self._cond:
@@ -202,13 +214,20 @@ class EvictionNotifier:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued id was sent or given up; False on timeout."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         with self._cond:
             while self._pending or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if not self._wait_until(deadline):
                     return False
-                self._cond.wait(left)
+        return True
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait on the condition (lock held) until notified or ``deadline``
+        on ``clock``; False when the deadline had already passed."""
+        left = deadline - self.clock()
+        if left <= 0:
+            return False
+        self._cond.wait(min(left, _TICK))  # re-read the clock at least every tick
         return True
 
     def close(self, timeout: float = 2.0) -> None:

@@ -8,6 +8,12 @@ a warning), saved every ``interval`` seconds (0: never in between) and at
 shutdown. Saving captures under the instance lock, then writes in a worker
 thread, atomically (see :mod:`contextpilot.core.snapshot`). A failed save
 is logged and retried at the next interval; it never stops the server.
+
+Time is explicit: ``clock`` stamps ``last_saved`` (wall time, default
+:func:`time.time`) and ``sleep`` paces the periodic saves (default
+:func:`asyncio.sleep`). ``status["saves"]`` counts finished saves and
+:meth:`StateFile.wait_saves` blocks until a count is reached, so a caller
+waits for the event rather than for a guessed interval.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contextpilot.core import snapshot
@@ -37,13 +44,24 @@ class StateFile:
     ``status["replicas"]`` holds the others' by name.
     """
 
-    def __init__(self, path: str, pilots: dict[str, ContextPilot], interval: float) -> None:
+    def __init__(
+        self,
+        path: str,
+        pilots: dict[str, ContextPilot],
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if "" not in pilots:
             raise ValueError("the first replica's pilot goes under the name ''")
         self.path = path
         self.files = {name: (path if not name else f"{path}.{name}", pilot) for name, pilot in pilots.items()}
         self.interval = interval
+        self.clock = clock
+        self.sleep = sleep
         self._save_lock = threading.Lock()  # one writer at a time (periodic vs shutdown)
+        self._saved = threading.Condition()  # notified after every save round
         self._status = {name: _fresh_status(file) for name, (file, _) in self.files.items()}
 
     @property
@@ -86,10 +104,18 @@ class StateFile:
     def save(self) -> None:
         with self._save_lock:
             for name, (file, pilot) in self.files.items():
-                self._save(file, pilot, self._status[name])
+                self._save(file, pilot, self._status[name], self.clock)
+        with self._saved:
+            self._saved.notify_all()
+
+    def wait_saves(self, count: int, timeout: float) -> bool:
+        """Block until the first file was saved ``count`` times in all
+        (``status["saves"]``); False after ``timeout`` seconds."""
+        with self._saved:
+            return self._saved.wait_for(lambda: self._status[""]["saves"] >= count, timeout)
 
     @staticmethod
-    def _save(path: str, pilot: ContextPilot, status: dict[str, Any]) -> None:
+    def _save(path: str, pilot: ContextPilot, status: dict[str, Any], clock: Callable[[], float]) -> None:
         t0 = time.perf_counter()
         try:
             size = snapshot.save(path, pilot)
@@ -98,8 +124,9 @@ class StateFile:
             log.exception("saving state to %s failed", path)
             return
         took = time.perf_counter() - t0
+        status["saves"] += 1
         status.update(
-            last_saved=time.time(),
+            last_saved=clock(),
             last_save_bytes=size,
             last_save_seconds=round(took, 3),
             last_error=None,
@@ -110,7 +137,7 @@ class StateFile:
         if not self.interval:
             return
         while True:
-            await asyncio.sleep(self.interval)
+            await self.sleep(self.interval)
             await asyncio.to_thread(self.save)
 
 
@@ -122,4 +149,5 @@ def _fresh_status(path: str) -> dict[str, Any]:
         "last_save_bytes": None,
         "last_save_seconds": None,
         "last_error": None,
+        "saves": 0,
     }

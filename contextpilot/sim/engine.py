@@ -6,7 +6,10 @@ it through :class:`contextpilot.sim.RadixCacheSim` (token-level radix tree,
 LRU, optional capacity) and answer with ``usage.prompt_tokens_details.
 cached_tokens``, like vLLM and SGLang do. Optional delays make it slow in a
 controlled way (per uncached prompt token, per streamed chunk). It records
-the request ids it was given (``GET /debug/requests``).
+the request ids it was given (``GET /debug/requests``). With
+``--stream-hold`` a stream stops after its first chunk until
+``POST /debug/release``: a test then knows, without timing anything, that
+a relay which delivered that chunk did not buffer the stream.
 
     python -m contextpilot.sim.engine --port 30000 [--capacity-tokens N]
 """
@@ -55,9 +58,11 @@ def create_engine_app(
     stream_chunks: int = 4,
     stream_chunk_ms: float = 0.0,
     model: str = "sim-engine",
+    stream_hold: bool = False,
 ) -> FastAPI:
     sim = RadixCacheSim(capacity_tokens)
     lock = threading.Lock()
+    released = asyncio.Event()  # --stream-hold: set by POST /debug/release, for good
     seen: deque[dict[str, Any]] = deque(maxlen=10_000)
     app = FastAPI(title="contextpilot simulated engine")
 
@@ -126,6 +131,8 @@ def create_engine_app(
 
     async def _stream(ident: str, kind: str, chat: bool, usage: dict[str, Any]) -> AsyncIterator[bytes]:
         for i in range(stream_chunks):
+            if stream_hold and i:
+                await released.wait()
             if stream_chunk_ms and i:
                 await asyncio.sleep(stream_chunk_ms / 1000)
             delta = {"delta": {"content": f"t{i}"}} if chat else {"text": f"t{i}"}
@@ -160,6 +167,11 @@ def create_engine_app(
                 "prompt_tokens": sim.total_tokens,
             }
 
+    @app.post("/debug/release")
+    async def release() -> dict[str, str]:
+        released.set()
+        return {"status": "ok"}
+
     @app.post("/flush_cache")
     async def flush() -> dict[str, str]:
         nonlocal sim
@@ -182,11 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefill-ms-per-token", type=float, default=0.0)
     ap.add_argument("--stream-chunks", type=int, default=4)
     ap.add_argument("--stream-chunk-ms", type=float, default=0.0)
+    ap.add_argument(
+        "--stream-hold",
+        action="store_true",
+        help="hold each stream after its first chunk until POST /debug/release",
+    )
     args = ap.parse_args(argv)
     import uvicorn
 
     app = create_engine_app(
-        args.capacity_tokens, args.prefill_ms_per_token, args.stream_chunks, args.stream_chunk_ms
+        args.capacity_tokens,
+        args.prefill_ms_per_token,
+        args.stream_chunks,
+        args.stream_chunk_ms,
+        stream_hold=args.stream_hold,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
