@@ -66,6 +66,16 @@ def test_batched_prompts_are_split_and_each_prompt_tracked():
             assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, (bad, r.text)
         assert stats(prx)["tracker"]["observed"] == after["tracker"]["observed"]
 
+        # one prompt the engine refuses: the batch answers with that failure, the other is tracked
+        mixed = {"prompt": ["echo " * 20, [7] * 5000], "n_predict": 1, "rid": ["good", "bad"]}
+        r = httpx.post(prx.url + "/completion", json=mixed, timeout=30)
+        assert r.status_code == 400
+        last = stats(prx)
+        now = {rid for s in last["slots"].values() for rid in s["request_ids"]}
+        assert "good" in now and "bad" not in now
+        assert last["tracker"]["observed"] - after["tracker"]["observed"] == 1
+        assert last["errors"]["engine_http_400"] == 1 and last["in_flight"] == 0
+
 
 def test_reset_reports_every_tracked_id_evicted_to_the_index():
     with stack("--slots", "2") as (_, prx, srv):
