@@ -7,7 +7,8 @@ cached), the slot keeps ``cache_n`` tokens and then holds prompt + output;
 answers carry ``id_slot``, ``tokens_evaluated``, ``timings``; streams send
 ``data:`` events, the last with ``stop: true`` (timings on partial events
 only with ``timings_per_token``); ``GET /slots`` reports ``id_task``,
-``n_prompt_tokens``, ``n_prompt_tokens_cache``. Text is tokenised as UTF-8
+``n_prompt_tokens``, ``n_prompt_tokens_cache``; a request arriving while every
+slot is busy waits for one (llama-server defers it). Text is tokenised as UTF-8
 bytes + 3 (the tiny GGUF's byte vocabulary). The real llama-server is
 exercised by tests/test_llamacpp_real.py.
 
@@ -58,8 +59,7 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
             for i, s in enumerate(slots):
                 if not s["busy"] and (best is None or s["t_last"] <= t_last):
                     best, t_last = i, s["t_last"]
-        assert best is not None
-        return best
+        return best  # None: every slot busy (the caller waits, as llama-server defers the task)
 
     @app.post("/completion")
     async def completion(request: Request) -> Any:
@@ -80,11 +80,17 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
             )
         n_predict = body.get("n_predict", 4)
         n_predict = 4 if n_predict is None or n_predict < 0 else min(n_predict, 8)
+        while True:
+            with lock:
+                picked = pick(tokens)
+                if picked is not None:
+                    counter["task"] += 1
+                    counter["clock"] += 1
+                    i = picked
+                    s = slots[i]
+                    break
+            await asyncio.sleep(0.002)
         with lock:
-            counter["task"] += 1
-            counter["clock"] += 1
-            i = pick(tokens)
-            s = slots[i]
             cache_n = lcp(s["tokens"], tokens)
             if cache_n == len(tokens):
                 cache_n -= 1  # at least one token is evaluated

@@ -259,7 +259,7 @@ def test_streams_are_translated_or_passed_through(fake_and_proxy):
             b'{"messages": [{"role": "x", "content": "y"}]}',
             ["body", "messages", 0, "role"],
         ),
-        ("/v1/completions", b'{"prompt": ["a", "b"]}', ["body", "prompt"]),
+        ("/v1/completions", b'{"prompt": ["a", 5]}', ["body", "prompt"]),
         ("/v1/completions", b'{"prompt": "a", "rid": {"x": 1}}', ["body", "rid"]),
         ("/v1/completions", b'{"prompt": "a", "max_tokens": "many"}', ["body", "max_tokens"]),
         ("/completion", b'{"prompt": 5}', ["body", "prompt"]),

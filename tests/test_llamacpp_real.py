@@ -3,7 +3,8 @@
 go through the contextpilot server's own proxy, so it mints and records their
 ids; the proxy learns slots from the engine's answers and reports what the
 engine overwrote; the index must drop exactly those ids, and llama-server's
-own ``/slots`` must agree.
+own ``/slots`` must agree. A batch of prompts is tracked per prompt on the
+slot each ran on, and ``/reset`` reports every tracked id to the index.
 
 Runs when a built llama-server is found (cache folder, ``$LLAMA_SERVER_BIN``
 or PATH). With ``CONTEXTPILOT_ENGINE_TESTS=1`` (CI step
@@ -119,3 +120,50 @@ def test_engine_evictions_reach_the_index_exactly(stack):
     assert wait_live(srv.url, {f}, {a, b, c, d, e, f}) == {f}
     stats = httpx.get(prx.url + "/stats", timeout=10).json()
     assert stats["evictions"]["by_poll"] == 1 and stats["tracker"]["foreign_tasks"] == 1
+
+
+def test_batched_prompts_are_tracked_per_slot_and_reset_clears_the_index(stack):
+    engine, prx, srv = stack
+    x = send(srv.url, chat("Xray assistant. " + BODY, "question one"))
+    assert x in live(srv.url)
+
+    # a batch of two token prompts straight to the proxy, ids given: llama-server runs each
+    # prompt as its own task; new prompts pick slots by LRU, so they take both slots and x goes
+    prompts = [text_to_tokens("Yankee. " + BODY), text_to_tokens("Zulu. " + BODY)]
+    r = httpx.post(
+        prx.url + "/completion",
+        json={"prompt": prompts, "n_predict": 1, "rid": ["yankee", "zulu"]},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    answers = r.json()
+    assert [a["index"] for a in answers] == [0, 1]
+    assert [a["tokens_evaluated"] for a in answers] == [len(p) for p in prompts]
+    slot_of = {"yankee": answers[0]["id_slot"], "zulu": answers[1]["id_slot"]}
+    assert slot_of["yankee"] != slot_of["zulu"]
+    ours = httpx.get(prx.url + "/stats", timeout=10).json()
+    held = {rid: int(slot) for slot, s in ours["slots"].items() for rid in s["request_ids"]}
+    assert held == slot_of  # each prompt on the slot the engine reported, nothing else kept
+    engine_prompts = {
+        s["id"]: s.get("prompt", "").replace("\u2581", " ")
+        for s in httpx.get(engine.url + "/slots", timeout=10).json()
+    }
+    assert "Yankee" in engine_prompts[slot_of["yankee"]] and "Zulu" in engine_prompts[slot_of["zulu"]]
+    assert wait_live(srv.url, set(), {x}) == set()  # x's slot was taken: the index dropped it
+
+    # a request through the contextpilot server takes one slot back (LRU: yankee's)
+    z = send(srv.url, chat("Zebra assistant. " + BODY, "question one"))
+    assert z in live(srv.url)
+    before = httpx.get(prx.url + "/stats", timeout=10).json()
+    tracked = sorted(rid for s in before["slots"].values() for rid in s["request_ids"])
+    assert tracked == sorted([z, "zulu"])
+
+    # /reset: every tracked id reported evicted, and the index drops the ones it knew
+    out = httpx.post(prx.url + "/reset", timeout=10).json()
+    assert out["evicted"] == tracked and out["evicted_count"] == 2
+    assert wait_live(srv.url, set(), {z}) == set()
+    after = httpx.get(prx.url + "/stats", timeout=10).json()
+    # (the /slots poller may have re-listed the engine's slots since, holding nothing)
+    assert all(s["request_ids"] == [] for s in after["slots"].values())
+    assert after["evictions"]["reported"] == 2
+    assert after["latency"]["count"] == 0 and before["latency"]["count"] > 0

@@ -62,7 +62,7 @@ ENV: dict[str, tuple[str, Any, str]] = {
     "host": ("PROXY_HOST", str, "address to bind (default 127.0.0.1)"),
     "port": ("PROXY_PORT", int, "port (default 8081)"),
     "chat_template_format": ("CHAT_TEMPLATE_FORMAT", str, "chat template: llama3 | chatml (default llama3)"),
-    "log_file": ("LOG_FILE", _opt_str, "log to this file instead of stderr"),
+    "log_file": ("LOG_FILE", _opt_str, "JSONL request log: one JSON object per request (unset: off)"),
     "slots_poll_interval": ("SLOTS_POLL_INTERVAL", float, "seconds between GET /slots checks; 0 = off"),
     "timeout": ("LLAMA_TIMEOUT", float, "seconds to wait for llama-server's answer (default 600)"),
     "connect_timeout": ("LLAMA_CONNECT_TIMEOUT", float, "seconds to connect to llama-server (default 3)"),

@@ -369,14 +369,18 @@ class SlotTracker:
             c["requests_held"] = len(self._holders)
             return {**c, "slots": slots}
 
-    def reset(self) -> None:
-        """Forget every slot and counter (the engine's cache is untouched)."""
+    def reset(self) -> list[str]:
+        """Forget every slot and counter (the engine's cache is untouched);
+        returns the request ids that were held, sorted, so the caller can
+        report them evicted (the model no longer vouches for them). O(ids)."""
         with self._lock:
+            held = sorted(self._holders)
             self._slots.clear()
             self._holders.clear()
             self.last_prefix_miss = None
             for k in self._counts:
                 self._counts[k] = 0
+            return held
 
 
 def _int(v: Any) -> int:

@@ -1,5 +1,6 @@
 """What one llama.cpp proxy process holds: the slot model, counters, the
-engine client and the eviction notifier; all of it bounded."""
+latency window, the JSONL request log, the engine client and the eviction
+notifier; all of it bounded."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from contextpilot.hooks.notifier import EvictionNotifier
 from contextpilot.llamacpp.config import ProxyConfig
+from contextpilot.llamacpp.latency import LatencyWindow
+from contextpilot.llamacpp.reqlog import RequestLog, entry
 from contextpilot.llamacpp.slots import SlotTracker
 from contextpilot.server.engine_client import EngineClient
 
@@ -30,6 +33,8 @@ class ProxyState:
         self.engine = EngineClient(
             config.llama_server_url, config.connect_timeout, config.timeout, config.llama_api_key
         )
+        self.latency = LatencyWindow()
+        self.reqlog = RequestLog(config.log_file)
         self.started = time.time()
         self.in_flight = 0
         self.poll: dict[str, Any] = {"interval": config.slots_poll_interval, "polls": 0, "last_error": None}
@@ -39,6 +44,38 @@ class ProxyState:
         self.requests = dict.fromkeys(LABELS, 0)
         self.errors: dict[str, int] = {}
         self.evictions_reported = 0
+
+    def reset(self) -> list[str]:
+        """Forget the slot model, counters and latencies; every request id
+        the model held is reported evicted (the index must not keep ids the
+        proxy no longer vouches for) and returned."""
+        held = self.tracker.reset()
+        self.reset_counts()
+        self.latency.clear()
+        self.report(held)  # counted in the fresh counters: evictions.reported == len(held)
+        return held
+
+    def finish(
+        self,
+        rid: str,
+        endpoint: str,
+        prompt: str | list[int] | None,
+        result: dict[str, Any] | None,
+        *,
+        started: float,
+        status: int | str,
+    ) -> None:
+        """A request ended: update the slot model (:meth:`settle`), the
+        latency window and the request log. ``started``: ``time.monotonic()``
+        when the request arrived."""
+        self.settle(rid, prompt, result)
+        try:
+            record = entry(rid, endpoint, status, result, time.monotonic() - started)
+            if status == 200:
+                self.latency.add(record["latency_ms"], record["slot"])
+            self.reqlog.write(record)
+        except Exception:  # accounting must never break the answer
+            log.exception("llama.cpp proxy: request record failed for %s", rid)
 
     def error(self, kind: str) -> None:
         if kind in self.errors or len(self.errors) < 64:

@@ -20,7 +20,10 @@ from typing import Any
 __all__ = [
     "CHAT_FORMATS",
     "FieldError",
+    "MAX_BATCH",
     "StreamTranslator",
+    "completion_prompt",
+    "completion_prompts",
     "native_request",
     "openai_response",
     "render_chat",
@@ -133,20 +136,30 @@ def _token_ids(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
 
 
+#: most prompts one batched completion request may carry
+MAX_BATCH = 64
+
+
 def completion_prompt(prompt: Any) -> str | list[int]:
-    """One prompt, as text or token ids; batches of prompts are refused."""
-    if (
-        isinstance(prompt, list)
-        and len(prompt) == 1
-        and (isinstance(prompt[0], str) or _token_ids(prompt[0]))
-    ):
-        prompt = prompt[0]
+    """One prompt, as text or token ids (a batch of one is unwrapped)."""
+    prompts = completion_prompts(prompt)
+    if len(prompts) != 1:
+        raise FieldError(["prompt"], "must be one prompt here: a string or a list of token ids")
+    return prompts[0]
+
+
+def completion_prompts(prompt: Any) -> list[str | list[int]]:
+    """The prompts of a completion request: one (a string or token ids) or a
+    batch (a list of those, at most :data:`MAX_BATCH`). O(total tokens)."""
     if isinstance(prompt, str) or _token_ids(prompt):
-        return prompt
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) or _token_ids(p) for p in prompt):
+        if len(prompt) > MAX_BATCH:
+            raise FieldError(["prompt"], f"a batch holds at most {MAX_BATCH} prompts")
+        return list(prompt)
     raise FieldError(
         ["prompt"],
-        "must be one prompt: a string or a list of token ids (send batches as separate requests, "
-        "so each request's slot can be tracked)",
+        "must be a string, a list of token ids, or a list of those (a batch)",
     )
 
 
