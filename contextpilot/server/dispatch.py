@@ -50,14 +50,15 @@ def route(st: ServerState, blocks: list[str], rid: str | None) -> tuple[Replica,
 def reroute_request(
     st: ServerState, blocks: list[str], rid: str | None, tried: set[int]
 ) -> tuple[Replica, Lease] | None:
-    """Route among the replicas not yet tried (up ones first; with nothing
-    tried, a down one if all are down); None when every replica up was
-    tried. The id moves with the request: it is dropped from the index of
-    the replica that held it (counted there as an engine eviction: that
-    engine does not hold it) and recorded on the new one."""
+    """Route among the replicas not yet tried: up ones first, then (when
+    no fallback engine is set) ones marked down, as a mark may be stale;
+    None when none is left (the fallback's turn, if any). The id moves
+    with the request: it is dropped from the index of the replica that
+    held it (counted there as an engine eviction: that engine does not
+    hold it) and recorded on the new one."""
     reps, router = st.replicas, st.replicas.router
-    if tried and not router.available(tried):
-        return None
+    if tried and not router.available(tried) and (reps.fallback is not None or len(tried) >= len(reps)):
+        return None  # the fallback's turn, or nothing left
     if rid is not None:
         held = reps.holding(rid)
         if held is not None:

@@ -24,10 +24,13 @@ Policy, per failure of one attempt (and why):
   its load and the client's wait. A hung engine fails the probe instead.
 * anything else (2xx, 4xx, ...): returned as it is.
 
-Each replica is tried at most once per request, replicas marked down are
-not tried again; when no replica is left the fallback engine
-(``--fallback-url``, if set) gets the request under the same rules, else
-the last error goes back to the client. A stream is only ever retried
+Each replica is tried at most once per request, replicas up first. When
+no replica up is left, the fallback engine (``--fallback-url``, if set)
+gets the request under the same rules; without one, the replicas marked
+down are tried too (a mark may be stale: a one-off 503, an engine just
+restarted), and when none is left the last error goes back to the client.
+A replica marked down that answers a request (below 500) is marked up
+again at once; otherwise the probe does it. A stream is only ever retried
 before its first byte was relayed (error answers are read whole, see
 :meth:`EngineClient.send`).
 
@@ -139,6 +142,8 @@ async def forward(
             return Outcome(resp, raw, None, None, err)
         if down:
             mark_down(st, current, reason)
+        elif err is None and resp.status_code < 500:
+            mark_up(st, current)
         if not retry:
             return Outcome(resp, raw, current, held, err)
         if held is not None:
