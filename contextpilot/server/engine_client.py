@@ -44,6 +44,10 @@ HOP_BY_HOP = {
 }
 
 
+#: seconds a health probe may take in all
+PROBE_SECONDS = 2.0
+
+
 class EngineError(Exception):
     """A failed exchange with the engine. ``reached``: whether any byte of
     the request may have reached the engine (False only when the
@@ -163,9 +167,13 @@ class EngineClient:
         result: dict[str, Any] = {"url": self.base_url, "reachable": False}
         for path in ("/health", "/v1/models"):
             try:
-                r = await self.client.get(path, timeout=httpx.Timeout(2.0, connect=1.0))
+                with anyio.fail_after(PROBE_SECONDS):  # whole exchange: a dripping engine cannot hold it
+                    r = await self.client.get(path, timeout=httpx.Timeout(PROBE_SECONDS, connect=1.0))
             except httpx.HTTPError as e:
                 result["error"] = self.error_for(e).message
+                break
+            except TimeoutError:
+                result["error"] = f"engine at {self.base_url} did not answer {path} in time"
                 break
             if r.status_code < 500:
                 result.update(reachable=True, status=r.status_code)
