@@ -206,8 +206,12 @@ def test_fallback_engine_and_health_fields():
             )
             assert health["engine_reachable"] is True and health["engine"]["reachable"] is False
             assert health["fallback"]["reachable"] is True
+            # once the replica is marked down, requests go straight to the fallback
+            r = chat(c, "hello again")
+            assert r.status_code == 200 and r.headers[REPLICA] == "fallback"
             m = c.get("/metrics").text
-            assert metric(m, 'contextpilot_failovers_total{to_replica="fallback",reason="unreachable"}') == 1
+            assert metric(m, 'contextpilot_failovers_total{to_replica="fallback",reason="marked_down"}') >= 1
+            assert metric(m, 'contextpilot_failovers_total{to_replica="fallback"}') == 2
         # without a fallback: the refused request fails fast and /health says why
         with server(dead) as srv:
             c = httpx.Client(base_url=srv.url, timeout=60)

@@ -9,6 +9,11 @@ answer within the timeout). The timeout bounds the *whole* exchange of a
 non-streaming request (an engine dripping bytes cannot hold it open) and
 the wait for a stream's headers; a stream then runs as long as each chunk
 arrives within the timeout. Connections of failed exchanges are closed.
+:meth:`EngineClient.send` forwards any method and path (the passthrough);
+error answers (5xx) are always read whole so a caller can retry elsewhere
+before anything reached its client, and :class:`EngineError` says whether
+the request may have reached the engine (``reached``), which decides
+whether a retry is safe (see :mod:`contextpilot.server.failover`).
 """
 
 from __future__ import annotations

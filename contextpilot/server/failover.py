@@ -29,6 +29,7 @@ no replica up is left, the fallback engine (``--fallback-url``, if set)
 gets the request under the same rules; without one, the replicas marked
 down are tried too (a mark may be stale: a one-off 503, an engine just
 restarted), and when none is left the last error goes back to the client.
+While every replica is marked down, requests go straight to the fallback.
 A replica marked down that answers a request (below 500) is marked up
 again at once; otherwise the probe does it. A stream is only ever retried
 before its first byte was relayed (error answers are read whole, see
@@ -126,6 +127,12 @@ async def forward(
     tried: set[int] = set()
     current: Replica | None = replica
     held: Lease | None = lease
+    router = st.replicas.router
+    if fallback is not None and router.is_down(replica.position) and not router.available():
+        # every replica marked down: straight to the fallback (no connect timeout per request)
+        lease.release()
+        st.metrics.failovers.labels(replica.name, FALLBACK, "marked_down").inc()
+        current, held = None, None
     while True:
         client = current.proxy if current is not None else fallback
         assert client is not None
@@ -160,8 +167,9 @@ async def forward(
 
 
 async def probe_all(st: ServerState, max_age: float = 0.0) -> list[dict[str, Any]]:
-    """Probe every replica (and the fallback), mark each down or up by
-    the answer; returns the replicas' probes in order."""
+    """Probe every replica (fresh unless ``max_age``), mark each down or up
+    by the answer; returns the probes in order. The fallback engine is not
+    marked (it is only probed by ``/health``)."""
     reps = list(st.replicas)
     probes = await asyncio.gather(*(r.proxy.probe(max_age) for r in reps))
     for r, p in zip(reps, probes):
