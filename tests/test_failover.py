@@ -181,7 +181,20 @@ def test_engine_5xx_is_retried_elsewhere_and_only_502_to_504_mark_down():
         assert got[-1].headers[REPLICA] == name(b) and got[-2].headers[REPLICA] == name(b)
         assert c.get("/health").json()["replicas_down"] == [name(a)]
 
-        # a path that is not safe to repeat is not retried after a 5xx: the client sees it
+        # a path that is not safe to repeat (/v1/responses may store state) is not retried after
+        # a 5xx: the client sees the engine's answer, and B is marked down all the same
+        httpx.post(b.url + "/debug/fail", json={"status": 503, "count": 1})
+        r = c.post("/v1/responses", json={"input": "x"})
+        assert r.status_code == 503 and r.headers[REPLICA] == name(b)
+        assert r.json()["error"]["message"] == "injected failure"
+        assert c.get("/health").json()["replicas_down"] == [name(a), name(b)]
+        # both marked down, no fallback: the next request still reaches an engine, whose
+        # answer marks it up again
+        r = chat(c, "after both down")
+        assert r.status_code == 200
+        assert c.get("/health").json()["replicas_down"] == [
+            n for n in (name(a), name(b)) if n != r.headers[REPLICA]
+        ]
         httpx.post(b.url + "/debug/fail", json={"status": 503, "count": 1})
         r = c.post("/v1/embeddings", json={"input": "x"})
         # embeddings are safe to repeat: retried on A, marked down but the only one left (no

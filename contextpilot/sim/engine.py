@@ -10,8 +10,8 @@ the request ids it was given (``GET /debug/requests``).
 ``/v1/embeddings`` answers deterministic fake embeddings (a hash of the
 text's tokens, unit length) and ``/v1/responses`` a minimal Responses API
 (streamed on request), for passthrough tests. ``POST /debug/fail``
-``{"status": 503, "count": 2}`` makes the next ``count`` completion and
-embedding requests answer that status (to test failover on 5xx).
+``{"status": 503, "count": 2}`` makes the next ``count`` completion,
+embedding and responses requests answer that status (to test failover on 5xx).
 
     python -m contextpilot.sim.engine --port 30000 [--capacity-tokens N]
 """
@@ -221,6 +221,9 @@ def create_engine_app(
     async def responses(request: Request) -> Any:
         """A minimal Responses API: ``input`` text in, ``ok`` out; with
         ``stream`` the text comes as ``stream_chunks`` SSE delta events."""
+        failed = injected_failure()
+        if failed is not None:
+            return failed
         body = await request.json()
         text = body.get("input") if isinstance(body, dict) else None
         if not isinstance(text, str):
