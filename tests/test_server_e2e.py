@@ -86,7 +86,8 @@ def test_engine_down_gives_502_quickly_and_reorder_still_works():
         assert err["type"] == "engine_unreachable" and dead in err["message"]
         assert c.post("/reorder", json={"contexts": [[1, 2], [2, 3]]}).status_code == 200
         health = c.get("/health").json()
-        assert health["status"] == "ready" and health["engine"]["reachable"] is False
+        assert health["status"] == "degraded" and health["engine"]["reachable"] is False
+        assert health["engine_reachable"] is False and health["index_ready"] is True
         assert 'contextpilot_engine_errors_total{kind="engine_unreachable"} 1' in c.get("/metrics").text
 
 

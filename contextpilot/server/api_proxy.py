@@ -24,18 +24,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from contextpilot.core.blocks import default_token_counter
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
-from contextpilot.server.engine_client import EngineError
+from contextpilot.server.dispatch import route, send_routed
+from contextpilot.server.engine_client import EngineClient, EngineError
 from contextpilot.server.limits import Limits, unprocessable
 from contextpilot.server.models import ChatCompletionBody, CompletionBody, WarmRequest, WarmResponse
 from contextpilot.server.replicas import Replica
@@ -48,7 +47,6 @@ log = logging.getLogger("contextpilot.server")
 router = APIRouter()
 
 RID_HEADER = "X-ContextPilot-Request-Id"
-REPLICA_HEADER = "X-ContextPilot-Replica"
 
 
 def _text(content: Any) -> str | None:
@@ -108,40 +106,6 @@ async def _read_json(request: Request) -> dict[str, Any]:
     return body
 
 
-def _route(st: ServerState, blocks: list[str], rid: str | None) -> tuple[Replica, Lease]:
-    """Choose the replica, record the request in its index (unless
-    ``rid`` is None: passthrough), count it in flight there."""
-    reps, router = st.replicas, st.replicas.router
-    if not reps.multi:
-        if blocks and rid is not None:
-            st.pilot.record(blocks, rid)
-        return reps.primary, router.acquire(0, sum(map(default_token_counter, blocks)), "single")
-    held = reps.holding(rid) if rid is not None else None
-    if held is not None:  # planned for (or already served by) this replica's cache
-        if blocks:
-            held.pilot.record(blocks, rid)
-        return held, router.acquire(held.position, sum(map(default_token_counter, blocks)), "sticky")
-    if not blocks or rid is None:
-        d, lease = router.route(None, sum(map(default_token_counter, blocks)))
-    else:
-        keys, tokens = reps.keys(blocks)
-        d, lease = router.route(router.sequence_hits(keys), sum(tokens))
-    replica = reps[d.replica]
-    if blocks and rid is not None:
-        replica.pilot.record(blocks, rid)
-    assert lease is not None
-    return replica, lease
-
-
-async def _released(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[Any]:
-    """A relayed stream that ends the replica's in-flight count when it ends."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        lease.release()
-
-
 async def _send(
     st: ServerState,
     replica: Replica,
@@ -151,24 +115,16 @@ async def _send(
     headers: dict[str, str] | None,
     stream: bool,
     extra: dict[str, str],
+    blocks: list[str],
+    rid: str | None,
 ) -> Response:
-    try:
-        resp, raw = await replica.proxy.post(path, body, headers=headers, stream=stream)
-    except EngineError as e:
-        lease.release()
-        st.metrics.engine_errors.labels(e.kind).inc()
-        st.metrics.replica_errors.labels(replica.name, e.kind).inc()
-        return e.response(headers=extra or None)
-    st.metrics.replica_proxied.labels(replica.name).inc()
-    if isinstance(resp, StreamingResponse):
-        resp.body_iterator = _released(resp.body_iterator, lease)
-    else:
-        lease.release()
-    if extra:
-        resp.headers.update(extra)
-    if raw is not None and not st.config.passthrough:
-        _account_usage(st, raw, replica.name)
-    return resp
+    async def attempt(client: EngineClient) -> tuple[Response, bytes | None]:
+        return await client.post(path, body, headers=headers, stream=stream)
+
+    out = await send_routed(st, replica, lease, attempt, safe=True, blocks=blocks, rid=rid, extra=extra)
+    if out.raw is not None and out.replica is not None and not st.config.passthrough:
+        _account_usage(st, out.raw, out.replica.name)
+    return out.response
 
 
 def _check_shape(body: dict[str, Any], model: type[BaseModel]) -> None:
@@ -187,11 +143,9 @@ async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> 
     stream = bool(body.get("stream"))
     endpoint = path.rsplit("/", 1)[-1]
     st.metrics.proxied.labels(endpoint).inc()
-    multi = st.replicas.multi
     if st.config.passthrough:
-        replica, lease = await run_in_threadpool(_route, st, [], None)
-        extra = {REPLICA_HEADER: replica.name} if multi else {}
-        return await _send(st, replica, lease, path, body, None, stream, extra)
+        replica, lease = await run_in_threadpool(route, st, [], None)
+        return await _send(st, replica, lease, path, body, None, stream, {}, [], None)
     given = body.get("rid") or body.get("request_id")
     rid = normalize_request_id(str(given)) if given else new_request_id()
     body["rid"] = rid
@@ -199,13 +153,11 @@ async def _forward(request: Request, st: ServerState, path: str, chat: bool) -> 
     headers = {"X-Request-Id": rid}
     saved = _dedup_messages(body, st.config.chunk_modulus) if chat and st.config.dedup_passages else 0
     blocks = _blocks(body, chat)
-    replica, lease = await run_in_threadpool(_route, st, blocks, rid)
+    replica, lease = await run_in_threadpool(route, st, blocks, rid)
     extra = {RID_HEADER: rid}
     if saved:
         extra["X-ContextPilot-Dedup-Chars-Saved"] = str(saved)
-    if multi:
-        extra[REPLICA_HEADER] = replica.name
-    return await _send(st, replica, lease, path, body, headers, stream, extra)
+    return await _send(st, replica, lease, path, body, headers, stream, extra, blocks, rid)
 
 
 def _account_usage(st: ServerState, raw: bytes, replica: str) -> None:

@@ -18,7 +18,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from contextpilot import __version__
-from contextpilot.server import api_index, api_proxy, openapi
+from contextpilot.server import api_index, api_passthrough, api_proxy, failover, openapi
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.guard import Guard, authorised
 from contextpilot.server.metrics import CONTENT_TYPE_LATEST
@@ -45,7 +45,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         snapshots = state.state_file
         if snapshots is not None:
             await asyncio.to_thread(snapshots.restore)
-        tasks = [asyncio.create_task(_cleanup(state))]
+        tasks = [
+            asyncio.create_task(_cleanup(state)),
+            asyncio.create_task(failover.watch(state, config.health_interval)),
+        ]
         if snapshots is not None:
             tasks.append(asyncio.create_task(snapshots.run_periodic()))
         log.info(
@@ -98,6 +101,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(api_index.router)
     app.include_router(api_proxy.router)
+    app.include_router(api_passthrough.router)  # last: any other /v1/* path
 
     @app.get("/", response_model=RootResponse)
     async def root(st: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -111,10 +115,12 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health", response_model=HealthResponse, response_model_exclude_none=True)
     async def health(request: Request, st: ServerState = Depends(get_state)) -> dict[str, Any]:
-        """Always 200 while the server runs; says whether the engine answers
-        (``engine``: the first replica; ``replicas``: each, when several).
-        Open without the API key; then engine addresses and error texts
-        are left out for callers not holding the key."""
+        """Always 200 while the server runs. ``status`` is ``ready`` when every
+        engine answers and none is marked down, else ``degraded``; index
+        readiness and engine reachability are separate fields. ``engine``:
+        the first replica; ``replicas``: each, when several. Open without
+        the API key; then engine addresses and error texts are left out for
+        callers not holding the key."""
         anonymous = bool(st.config.api_key) and not authorised(request.headers, st.config.api_key)
 
         def shown(probe: dict[str, Any]) -> dict[str, Any]:
@@ -124,16 +130,32 @@ def create_app(config: ServerConfig) -> FastAPI:
                 probe.pop("error", None)
             return probe
 
-        probes = await asyncio.gather(*(r.proxy.probe() for r in st.replicas))
+        reps, router = st.replicas, st.replicas.router
+        fallback = reps.fallback
+        probes = await asyncio.gather(*(r.proxy.probe() for r in reps))
+        fb = await fallback.probe() if fallback is not None else None
+        down = [r.name for r, p in zip(reps, probes) if router.is_down(r.position) or not p["reachable"]]
+        totals = await run_in_threadpool(reps.totals)
+        cap = totals.capacity_tokens
         out: dict[str, Any] = {
-            "status": "ready",
+            "status": "degraded" if down else "ready",
             "mode": "stateless" if st.config.stateless else "live",
             "eviction_enabled": not st.config.stateless,
             "uptime_seconds": round(time.time() - st.started, 1),
+            "index_ready": True,
+            "index_initialized": totals.requests > 0,
+            "engine_reachable": len(down) < len(reps) or bool(fb and fb["reachable"]),
+            "replicas_down": down,
+            "max_tokens": cap,
+            "current_tokens": totals.tokens,
+            "utilization_pct": round(100.0 * totals.tokens / cap, 2) if cap else 0.0,
             "engine": shown(probes[0]),
+            "fallback": shown(fb) if fb is not None else None,
         }
-        if st.replicas.multi:
-            out["replicas"] = [{"name": r.name, **shown(p)} for r, p in zip(st.replicas, probes)]
+        if reps.multi:
+            out["replicas"] = [
+                {"name": r.name, "down": router.is_down(r.position), **shown(p)} for r, p in zip(reps, probes)
+            ]
         return out
 
     @app.get("/stats", response_model=StatsResponse)

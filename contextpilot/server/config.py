@@ -92,6 +92,10 @@ class ServerConfig:
     planning_workers: int | None = None
     #: requests per independently planned chunk of a huge batch
     planning_chunk: int = 100_000
+    #: engine used only when no replica can take a request (None: none)
+    fallback_url: str | None = None
+    #: seconds between background probes of every engine (marks replicas down/up)
+    health_interval: float = 2.0
 
     @property
     def engine_urls(self) -> list[str]:
@@ -133,6 +137,12 @@ class ServerConfig:
             raise ValueError("state_interval must be >= 0 (0: save only at shutdown)")
         if self.state_file is not None and not self.state_file.strip():
             self.state_file = None
+        if self.fallback_url is not None:
+            self.fallback_url = self.fallback_url.strip().rstrip("/") or None
+            if self.fallback_url and not self.fallback_url.startswith(("http://", "https://")):
+                raise ValueError(f"fallback_url must be an http(s) URL, got {self.fallback_url!r}")
+        if self.health_interval <= 0:
+            raise ValueError("health_interval must be > 0")
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show (keys masked)."""
@@ -174,6 +184,8 @@ ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "state_interval": ("CONTEXTPILOT_STATE_INTERVAL", float),
     "planning_workers": ("CONTEXTPILOT_PLANNING_WORKERS", _opt_int),
     "planning_chunk": ("CONTEXTPILOT_PLANNING_CHUNK", int),
+    "fallback_url": ("CONTEXTPILOT_FALLBACK_URL", str),
+    "health_interval": ("CONTEXTPILOT_HEALTH_INTERVAL", float),
 }
 
 _HELP = {
@@ -213,6 +225,9 @@ _HELP = {
     "planning_workers": "processes planning a huge /reorder batch in parallel "
     "(default: one per CPU; 1: none)",
     "planning_chunk": "requests per independently planned chunk of a huge batch (default 100000)",
+    "fallback_url": "engine used only when every replica is down or failed the request "
+    "(its cache is not tracked)",
+    "health_interval": "seconds between background probes that mark replicas down and back up (default 2)",
 }
 
 

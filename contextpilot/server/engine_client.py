@@ -9,6 +9,11 @@ answer within the timeout). The timeout bounds the *whole* exchange of a
 non-streaming request (an engine dripping bytes cannot hold it open) and
 the wait for a stream's headers; a stream then runs as long as each chunk
 arrives within the timeout. Connections of failed exchanges are closed.
+:meth:`EngineClient.send` forwards any method and path (the passthrough);
+error answers (5xx) are always read whole so a caller can retry elsewhere
+before anything reached its client, and :class:`EngineError` says whether
+the request may have reached the engine (``reached``), which decides
+whether a retry is safe (see :mod:`contextpilot.server.failover`).
 """
 
 from __future__ import annotations
@@ -44,10 +49,18 @@ HOP_BY_HOP = {
 }
 
 
+#: seconds a health probe may take in all
+PROBE_SECONDS = 2.0
+
+
 class EngineError(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    """A failed exchange with the engine. ``reached``: whether any byte of
+    the request may have reached the engine (False only when the
+    connection was never made, so a retry elsewhere cannot run it twice)."""
+
+    def __init__(self, status: int, kind: str, message: str, reached: bool = True) -> None:
         super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
+        self.status, self.kind, self.message, self.reached = status, kind, message, reached
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.kind, "code": self.status}}
@@ -76,12 +89,12 @@ class EngineClient:
         where = self.base_url
         if isinstance(e, httpx.ConnectTimeout):
             return EngineError(
-                503, "engine_unavailable", f"engine at {where} did not accept a connection in time"
+                503, "engine_unavailable", f"engine at {where} did not accept a connection in time", False
             )
         if isinstance(e, httpx.TimeoutException):
             return EngineError(504, "engine_timeout", f"engine at {where} did not answer in time")
         if isinstance(e, httpx.ConnectError):
-            return EngineError(502, "engine_unreachable", f"engine at {where} is unreachable")
+            return EngineError(502, "engine_unreachable", f"engine at {where} is unreachable", False)
         return EngineError(502, "engine_error", f"engine at {where} failed: {type(e).__name__}")
 
     async def post(
@@ -89,15 +102,26 @@ class EngineClient:
     ) -> tuple[Response, bytes | None]:
         """Forward ``body`` to ``path``. Returns the response to send and,
         when not streaming, the raw body (for usage accounting)."""
-        req = self.client.build_request(
-            "POST",
-            path,
-            content=json.dumps(body).encode(),
-            headers={
-                "Content-Type": "application/json",
-                **(headers or {}),
-            },
-        )
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        return await self.send("POST", path, json.dumps(body).encode(), hdrs, stream=stream)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: str | None = None,
+        stream: bool | None = False,
+    ) -> tuple[Response, bytes | None]:
+        """Forward one request as is (``params``: a raw query string).
+        ``stream=None`` decides by the answer: an event stream, or a
+        chunked body of unknown length, is relayed chunk by chunk; anything
+        else is read whole. Error answers (5xx) are always read whole, so a
+        caller may drop them and retry elsewhere. Returns the response to
+        send and, when read whole, its raw body."""
+        url = httpx.URL(path, query=params.encode()) if params else path
+        req = self.client.build_request(method, url, content=content, headers=headers or {})
         deadline = anyio.current_time() + self.timeout
         try:
             with anyio.fail_after(self.timeout):
@@ -107,7 +131,10 @@ class EngineClient:
         except TimeoutError:
             raise self.error_for(httpx.ReadTimeout("total timeout")) from None
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
-        if stream:
+        if stream is None:
+            ctype = resp.headers.get("content-type", "")
+            stream = ctype.startswith("text/event-stream") or "content-length" not in resp.headers
+        if stream and resp.status_code < 500:
             return StreamingResponse(
                 self.relay(resp),
                 status_code=resp.status_code,
@@ -137,7 +164,7 @@ class EngineClient:
 
     async def probe(self, max_age: float = 2.0) -> dict[str, Any]:
         """Is the engine answering? (``GET /health``, then ``/v1/models``;
-        cached for ``max_age`` seconds so health checks stay cheap)."""
+        cached for ``max_age`` seconds so health checks stay cheap; 0: fresh)."""
         now = time.monotonic()
         if self._probe is not None and now - self._probe[0] < max_age:
             return self._probe[1]
@@ -145,9 +172,13 @@ class EngineClient:
         result: dict[str, Any] = {"url": self.base_url, "reachable": False}
         for path in ("/health", "/v1/models"):
             try:
-                r = await self.client.get(path, timeout=httpx.Timeout(2.0, connect=1.0))
+                with anyio.fail_after(PROBE_SECONDS):  # whole exchange: a dripping engine cannot hold it
+                    r = await self.client.get(path, timeout=httpx.Timeout(PROBE_SECONDS, connect=1.0))
             except httpx.HTTPError as e:
                 result["error"] = self.error_for(e).message
+                break
+            except TimeoutError:
+                result["error"] = f"engine at {self.base_url} did not answer {path} in time"
                 break
             if r.status_code < 500:
                 result.update(reachable=True, status=r.status_code)

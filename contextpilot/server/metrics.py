@@ -144,6 +144,22 @@ class ServerMetrics:
         self.replica_evicted = Counter(
             "contextpilot_replica_evicted_requests", "requests dropped on eviction notices", lab, registry=r
         )
+        # failover (see contextpilot.server.failover); reasons are a fixed vocabulary
+        self.failovers = Counter(
+            "contextpilot_failovers",
+            "requests retried on another replica (or the fallback engine) after a failure",
+            ("from_replica", "to_replica", "reason"),
+            registry=r,
+        )
+        self.replica_marked_down = Counter(
+            "contextpilot_replica_marked_down",
+            "times a replica was marked down, by reason",
+            ("replica", "reason"),
+            registry=r,
+        )
+        self.replica_recovered = Counter(
+            "contextpilot_replica_recovered", "times the probe brought a replica back up", lab, registry=r
+        )
         router = reps.router
 
         def per_load(attr: str) -> Callable[[], dict[tuple[str, ...], float]]:
@@ -182,6 +198,12 @@ class ServerMetrics:
                 "cached / prompt tokens as reported by each replica",
                 lab,
                 lambda: {(x.name,): self.replica_hit_ratio(x.name) for x in reps},
+            ),
+            _Scraped(
+                "contextpilot_replica_up",
+                "1 while a replica is in use, 0 while it is marked down",
+                lab,
+                lambda: {(x.name,): 0.0 if router.is_down(x.position) else 1.0 for x in reps},
             ),
             _Scraped(
                 "contextpilot_routing_decisions",

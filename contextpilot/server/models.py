@@ -273,15 +273,29 @@ class EngineProbe(BaseModel):
 
 class ReplicaProbe(EngineProbe):
     name: str
+    down: bool = Field(False, description="marked down: skipped by routing until the probe sees it again")
 
 
 class HealthResponse(_Model):
-    status: str
+    status: str = Field(
+        description="'ready': index ready and every engine up; 'degraded': some engine (or all) "
+        "down or unreachable (see engine_reachable, replicas_down)"
+    )
     mode: str
     eviction_enabled: bool
     uptime_seconds: float
+    index_ready: bool = Field(description="the server can plan (/reorder) and track requests")
+    index_initialized: bool = Field(description="the live index holds something")
+    engine_reachable: bool = Field(description="at least one engine (replica or fallback) answers")
+    replicas_down: list[str] = Field(description="replicas marked down or not answering the probe")
+    max_tokens: float | None = Field(None, description="engine cache capacity in tokens, when set")
+    current_tokens: int = Field(description="tokens the live index believes cached (all replicas)")
+    utilization_pct: float = Field(
+        description="current_tokens / max_tokens in percent (0 without a capacity)"
+    )
     engine: EngineProbe = Field(description="the first replica's engine")
     replicas: list[ReplicaProbe] | None = Field(None, description="every replica, when several")
+    fallback: EngineProbe | None = Field(None, description="the fallback engine, when one is set")
 
 
 class IndexStatsModel(BaseModel):

@@ -48,11 +48,15 @@ class Replica:
 class Replicas:
     """Replicas in configuration order, and their router."""
 
-    def __init__(self, items: Sequence[Replica], router: Router) -> None:
+    def __init__(
+        self, items: Sequence[Replica], router: Router, fallback: EngineClient | None = None
+    ) -> None:
         if not items or len(items) != len(router):
             raise ValueError("one router slot per replica")
         self.items = list(items)
         self.router = router
+        #: engine used only when no replica can take a request (no index: its cache is not tracked)
+        self.fallback = fallback
         self._by_ref = {r.name: r for r in self.items}
         self._by_ref.update({r.url: r for r in self.items})
 
@@ -173,6 +177,8 @@ class Replicas:
     async def close(self) -> None:
         for r in self.items:
             await r.proxy.close()
+        if self.fallback is not None:
+            await self.fallback.close()
 
 
 def engine_specs(config: ServerConfig) -> list[EngineSpec]:
@@ -211,4 +217,9 @@ def build_replicas(config: ServerConfig, specs: Sequence[EngineSpec] | None = No
         max_imbalance=config.route_max_imbalance,
         min_match=config.route_min_match,
     )
-    return Replicas(items, router)
+    fallback = None
+    if config.fallback_url:
+        fallback = EngineClient(
+            config.fallback_url, config.engine_connect_timeout, config.engine_timeout, config.engine_api_key
+        )
+    return Replicas(items, router, fallback)

@@ -27,6 +27,13 @@ Policy ``cache-aware``:
 3. else the least loaded replica not overloaded (``balance``);
 4. when every replica is overloaded, the least loaded of all (``overload``).
 
+Replicas *marked down* (:meth:`Router.mark_down`: the engine refused a
+connection or failed; :mod:`contextpilot.server.failover` marks them and
+its background probe brings them back) are left out of every policy's
+choice, as are replicas a request already tried (``exclude``); when that
+leaves none, every replica not excluded is a candidate again (a down mark
+may be stale, and refusing outright helps nobody).
+
 *Least loaded* orders by: in-flight requests (as a share of the limit when
 one is set), in-flight tokens, tokens in the replica's index (emptier
 caches take new content), requests routed so far, position. Other policies:
@@ -52,7 +59,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -166,6 +173,8 @@ class Router:
         self.batch_slack = batch_slack
         self.budget = budget
         self.loads = [Load() for _ in range(n)]
+        #: replicas marked down (skipped until marked up)
+        self.down: set[int] = set()
         self._rng = random.Random(seed)
         self._next = 0
         self._lock = threading.Lock()
@@ -197,14 +206,17 @@ class Router:
         tokens: int,
         acquire: bool = True,
         min_match: float | None = None,
+        exclude: Collection[int] = (),
     ) -> tuple[Decision, Lease | None]:
         """Choose a replica for a request of ``tokens`` prompt tokens whose
         cached prefix per replica is ``hits`` (``None``: unknown, e.g.
         passthrough). With ``acquire`` the request is counted in flight
         there until the returned lease is released. ``min_match``
-        overrides the router's for this request."""
+        overrides the router's for this request. ``exclude``: replicas
+        not to choose (must leave at least one)."""
         with self._lock:
-            d = self._choose(hits, tokens, self.min_match if min_match is None else min_match)
+            allowed = self._allowed(exclude)
+            d = self._choose(hits, tokens, self.min_match if min_match is None else min_match, allowed)
             self._count(d)
             lease = self._acquire(d.replica, tokens) if acquire else None
         return d, lease
@@ -218,6 +230,36 @@ class Router:
             if reason is not None:
                 self._count(Decision(replica, reason, (), tokens))
             return self._acquire(replica, tokens)
+
+    # -- availability -----------------------------------------------------------
+
+    def mark_down(self, replica: int) -> bool:
+        """Skip this replica from now on; True if it was up."""
+        with self._lock:
+            was_up = replica not in self.down
+            self.down.add(replica)
+            return was_up
+
+    def mark_up(self, replica: int) -> bool:
+        """Use this replica again; True if it was down."""
+        with self._lock:
+            was_down = replica in self.down
+            self.down.discard(replica)
+            return was_down
+
+    def is_down(self, replica: int) -> bool:
+        return replica in self.down
+
+    def available(self, exclude: Collection[int] = ()) -> list[int]:
+        """Replicas up and not excluded, in order (may be empty)."""
+        with self._lock:
+            return [i for i in range(len(self.indexes)) if i not in self.down and i not in exclude]
+
+    def _allowed(self, exclude: Collection[int]) -> list[int]:
+        everyone = [i for i in range(len(self.indexes)) if i not in exclude]
+        if not everyone:
+            raise ValueError("every replica is excluded")
+        return [i for i in everyone if i not in self.down] or everyone
 
     def note(self, replica: int, reason: str, tokens: int) -> None:
         """Count a decision made elsewhere without putting work in flight."""
@@ -257,24 +299,29 @@ class Router:
             return True
         return self.max_imbalance is not None and ld.inflight - least >= self.max_imbalance
 
-    def _choose(self, hits: Sequence[int] | None, tokens: int, min_match: float) -> Decision:
+    def _choose(
+        self, hits: Sequence[int] | None, tokens: int, min_match: float, everyone: list[int]
+    ) -> Decision:
         n = len(self.indexes)
         if n == 1:
             return Decision(0, "single", tuple(hits or ()), tokens)
         if self.policy == "round-robin":
-            i, self._next = self._next, (self._next + 1) % n
+            for step in range(n):  # the next allowed one in turn
+                i = (self._next + step) % n
+                if i in everyone:
+                    break
+            self._next = (i + 1) % n
             return Decision(i, "round-robin", (), tokens)
         if self.policy == "random":
-            return Decision(self._rng.randrange(n), "random", (), tokens)
-        everyone = range(n)
+            return Decision(everyone[self._rng.randrange(len(everyone))], "random", (), tokens)
         if self.policy == "least-loaded" or hits is None:
             return Decision(min(everyone, key=self._load_key), "least-loaded", (), tokens)
-        least = min(ld.inflight for ld in self.loads)
+        least = min(self.loads[i].inflight for i in everyone)
         open_ = [i for i in everyone if not self._overloaded(i, least)]
         h = tuple(int(x) for x in hits)
         if not open_:
             return Decision(min(everyone, key=self._load_key), "overload", h, tokens)
-        warm = [h[i] for i in everyone if getattr(self.indexes[i], "tokens", 0) > 0]
+        warm = [h[i] for i in range(n) if getattr(self.indexes[i], "tokens", 0) > 0]
         base = min(warm) if warm else 0  # held by every warm replica: no reason to pick one
         adv = [max(0, x - base) for x in h]
         best = max(adv[i] for i in open_)
@@ -290,8 +337,8 @@ class Router:
 
         ``group_hits[g][r]``: cached tokens of group g on replica r (only read
         by ``cache-aware``). Groups go, largest first, to the replica
-        holding most of them among those whose share of the batch stays
-        within ``(1 + batch_slack) * total / R`` tokens (ties and cold
+        holding most of them among the replicas up whose share of the batch
+        stays within ``(1 + batch_slack) * total / R`` tokens (ties and cold
         groups: the least assigned); a group that fits nowhere goes to the
         least assigned replica. Counts each group as one decision
         (``batch``). O(G log G + G · R).
@@ -307,13 +354,15 @@ class Router:
             with self._lock:
                 out = [self._rng.randrange(n) for _ in range(g_count)]
         else:
-            cap = (1.0 + self.batch_slack) * sum(group_tokens) / n
+            with self._lock:
+                pool = [r for r in range(n) if r not in self.down] or list(range(n))
+            cap = (1.0 + self.batch_slack) * sum(group_tokens) / len(pool)
             assigned = [0] * n
             out = [0] * g_count
             base = {i: self._load_key(i) for i in range(n)}
             for g in sorted(range(g_count), key=lambda g: -group_tokens[g]):
                 t = group_tokens[g]
-                fits = [r for r in range(n) if assigned[r] + t <= cap] or list(range(n))
+                fits = [r for r in pool if assigned[r] + t <= cap] or pool
                 if self.policy == "cache-aware":
                     best = max(group_hits[g][r] for r in fits)
                     if best > 0:
@@ -340,6 +389,7 @@ class Router:
                     "reasons": dict(ld.reasons),
                     "max_inflight": self.max_inflight[i],
                     "max_inflight_tokens": self.max_tokens[i],
+                    "down": i in self.down,
                 }
                 for i, ld in enumerate(self.loads)
             ]

@@ -10,6 +10,11 @@ the request ids it was given (``GET /debug/requests``). With
 ``--stream-hold`` a stream stops after its first chunk until
 ``POST /debug/release``: a test then knows, without timing anything, that
 a relay which delivered that chunk did not buffer the stream.
+``/v1/embeddings`` answers deterministic fake embeddings (a hash of the
+text's tokens, unit length) and ``/v1/responses`` a minimal Responses API
+(streamed on request), for passthrough tests. ``POST /debug/fail``
+``{"status": 503, "count": 2}`` makes the next ``count`` completion,
+embedding and responses requests answer that status (to test failover on 5xx).
 
     python -m contextpilot.sim.engine --port 30000 [--capacity-tokens N]
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -32,7 +39,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from contextpilot.sim.radix import RadixCacheSim
 
-__all__ = ["create_engine_app", "main", "render_chat", "tokenize"]
+__all__ = ["create_engine_app", "fake_embedding", "main", "render_chat", "tokenize"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -52,6 +59,17 @@ def render_chat(messages: list[dict[str, Any]]) -> str:
     return "".join(out) + "<assistant>:"
 
 
+def fake_embedding(text: str, dims: int = 8) -> list[float]:
+    """A deterministic unit vector for ``text``: each token adds a
+    hash-chosen +-1 to one coordinate. Same text, same vector. O(tokens + dims)."""
+    vec = [0.0] * dims
+    for tok in tokenize(text) or [""]:
+        h = hashlib.blake2b(tok.encode(), digest_size=8).digest()
+        vec[int.from_bytes(h[:4], "little") % dims] += 1.0 if h[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return [round(x / norm, 6) for x in vec]
+
+
 def create_engine_app(
     capacity_tokens: float | None = None,
     prefill_ms_per_token: float = 0.0,
@@ -65,12 +83,24 @@ def create_engine_app(
     released = asyncio.Event()  # --stream-hold: set by POST /debug/release, for good
     seen: deque[dict[str, Any]] = deque(maxlen=10_000)
     app = FastAPI(title="contextpilot simulated engine")
+    failing = {"status": 0, "count": 0}
+
+    def injected_failure() -> JSONResponse | None:
+        with lock:
+            if failing["count"] <= 0:
+                return None
+            failing["count"] -= 1
+            status = failing["status"]
+        return JSONResponse({"error": {"message": "injected failure", "code": status}}, status_code=status)
 
     def run(prompt_tokens: list[str]) -> int:
         with lock:
             return sim.serve(prompt_tokens, [1] * len(prompt_tokens))
 
     async def complete(request: Request, chat: bool) -> Any:
+        failed = injected_failure()
+        if failed is not None:
+            return failed
         try:
             body = await request.json()
         except ValueError:
@@ -156,6 +186,79 @@ def create_engine_app(
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model, "object": "model"}]}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        failed = injected_failure()
+        if failed is not None:
+            return failed
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "body must be JSON") from None
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise HTTPException(400, "input must be a string or a non-empty list of strings")
+        seen.append(
+            {
+                "path": request.url.path,
+                "authorization": request.headers.get("authorization"),
+                "query": request.url.query,
+                "time": time.time(),
+            }
+        )
+        dims = body.get("dimensions", 8)
+        if not isinstance(dims, int) or not 1 <= dims <= 4096:
+            raise HTTPException(400, "dimensions must be an integer in 1..4096")
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)}
+            for i, t in enumerate(texts)
+        ]
+        n = sum(len(tokenize(t)) for t in texts)
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", model),
+            "usage": {"prompt_tokens": n, "total_tokens": n},
+        }
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Any:
+        """A minimal Responses API: ``input`` text in, ``ok`` out; with
+        ``stream`` the text comes as ``stream_chunks`` SSE delta events."""
+        failed = injected_failure()
+        if failed is not None:
+            return failed
+        body = await request.json()
+        text = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise HTTPException(400, "input must be a string")
+        ident = f"resp-{uuid.uuid4().hex}"
+        if not body.get("stream"):
+            return {"id": ident, "object": "response", "status": "completed", "output_text": "ok"}
+
+        async def events() -> AsyncIterator[bytes]:
+            for i in range(stream_chunks):
+                if stream_chunk_ms and i:
+                    await asyncio.sleep(stream_chunk_ms / 1000)
+                delta = {"type": "response.output_text.delta", "delta": f"t{i}"}
+                yield f"event: response.output_text.delta\ndata: {json.dumps(delta)}\n\n".encode()
+            done = {"type": "response.completed", "response": {"id": ident, "status": "completed"}}
+            yield f"event: response.completed\ndata: {json.dumps(done)}\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/debug/fail")
+    async def fail(request: Request) -> dict[str, int]:
+        body = await request.json()
+        status, count = body.get("status", 503), body.get("count", 1)
+        if not isinstance(status, int) or not 400 <= status <= 599 or not isinstance(count, int) or count < 0:
+            raise HTTPException(400, "status must be 400..599 and count >= 0")
+        with lock:
+            failing.update(status=status, count=count)
+        return dict(failing)
 
     @app.get("/debug/requests")
     async def requests() -> dict[str, Any]:
