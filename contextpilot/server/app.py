@@ -18,7 +18,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from contextpilot import __version__
-from contextpilot.server import api_index, api_proxy, openapi
+from contextpilot.server import api_index, api_proxy, api_sessions, openapi
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.guard import Guard, authorised
 from contextpilot.server.metrics import CONTENT_TYPE_LATEST
@@ -98,6 +98,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(api_index.router)
     app.include_router(api_proxy.router)
+    app.include_router(api_sessions.router)
 
     @app.get("/", response_model=RootResponse)
     async def root(st: ServerState = Depends(get_state)) -> dict[str, Any]:
