@@ -81,9 +81,11 @@ def sim_engine(*args: str) -> contextlib.AbstractContextManager[str]:
     return start("contextpilot.sim.engine", *args)
 
 
-def contextpilot_server(engine_url: str, *args: str) -> contextlib.AbstractContextManager[str]:
+def contextpilot_server(
+    engine_url: str, *args: str, port: int | None = None
+) -> contextlib.AbstractContextManager[str]:
     """The contextpilot server in front of ``engine_url``."""
-    return start("contextpilot.server.http_server", "--infer-api-url", engine_url, *args)
+    return start("contextpilot.server.http_server", "--infer-api-url", engine_url, *args, port=port)
 
 
 def check(condition: object, claim: str) -> None:
