@@ -207,5 +207,6 @@ async def _cleanup(state: ServerState) -> None:
             for r in state.replicas:
                 await asyncio.to_thread(r.pilot.index.expire)
             await asyncio.to_thread(state.pilot.sessions)
+            await asyncio.to_thread(state.pilot.chat_sessions)  # drops idle chat sessions too
         except Exception:  # never let housekeeping kill the server
             log.exception("cleanup failed")
