@@ -73,6 +73,32 @@ def test_create_warms_the_system_prompt_and_turns_reuse_the_history(http):
     assert DOC_A in detail["history"][0]["content"] and DOC_A not in detail["history"][2]["content"]
     assert DOC_B in detail["history"][2]["content"]
     assert detail["system_prompt"] == SYSTEM and detail["turns"] == 2
+    # its dedup conversation is what GET /sessions (dedup state, no history) lists
+    convs = [c["conversation_id"] for c in http.get("/sessions").json()["sessions"]]
+    assert detail["conversation_id"].startswith("chat-") and detail["conversation_id"] in convs
+
+
+def test_concurrent_turns_of_one_session_are_serialised(srv, http):
+    import asyncio
+
+    http.post("/chat/sessions", json={"session_id": "cc", "system_prompt": "sys"})
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
+            return await asyncio.gather(
+                *(
+                    c.post("/chat/sessions/cc/turns", json={"query": f"q{i}", "docs": [DOC_A]})
+                    for i in range(6)
+                )
+            )
+
+    rs = asyncio.run(fire())
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+    assert sorted(r.json()["turn"] for r in rs) == [1, 2, 3, 4, 5, 6]
+    history = http.get("/chat/sessions/cc").json()["history"]
+    assert [m["role"] for m in history] == ["user", "assistant"] * 6
+    # the document went in full exactly once, whatever order the turns ran in
+    assert sum(DOC_A in m["content"] for m in history) == 1
 
 
 def test_list_delete_and_unknown_ids(http):

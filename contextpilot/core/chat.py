@@ -154,6 +154,17 @@ class _State:
         self.keys, self.tokens = [], []
 
 
+def _describe(session_id: str, s: _State) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "turns": s.turns,
+        "restarts": s.restarts,
+        "messages": len(s.history),
+        "pending": s.pending is not None,
+        "conversation_id": s.conversation_id,
+    }
+
+
 class ChatStore:
     """The chat sessions of one pilot, bounded; see the module docstring.
 
@@ -261,19 +272,14 @@ class ChatStore:
         """One entry per live session: id, turns, restarts, messages, pending."""
         with self._lock:
             self._sessions.expire()
-            out = []
-            for sid, s, _ in self._sessions.entries():
-                out.append(
-                    {
-                        "session_id": sid,
-                        "turns": s.turns,
-                        "restarts": s.restarts,
-                        "messages": len(s.history),
-                        "pending": s.pending is not None,
-                        "conversation_id": s.conversation_id,
-                    }
-                )
-            return out
+            return [_describe(sid, s) for sid, s, _ in self._sessions.entries()]
+
+    def describe(self, session_id: str) -> dict[str, Any] | None:
+        """:meth:`info`'s entry for one session (not marked used), or None
+        if it is not live. O(1) plus expiry."""
+        with self._lock:
+            state = self._live(session_id, use=False)
+            return None if state is None else _describe(session_id, state)
 
     def hold(self) -> threading.RLock:
         """The store's lock, for a caller that must capture or replace the

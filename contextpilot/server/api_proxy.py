@@ -37,7 +37,13 @@ from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
 from contextpilot.server.engine_client import EngineError
 from contextpilot.server.limits import Limits, unprocessable
-from contextpilot.server.models import ChatCompletionBody, CompletionBody, WarmRequest, WarmResponse
+from contextpilot.server.models import (
+    ChatCompletionBody,
+    CompletionBody,
+    WarmFailure,
+    WarmRequest,
+    WarmResponse,
+)
 from contextpilot.server.replicas import Replica
 from contextpilot.server.router import Lease
 from contextpilot.server.state import ServerState, get_state
@@ -234,7 +240,12 @@ async def chat_completions(request: Request, st: ServerState = Depends(get_state
     return await _forward(request, st, "/v1/chat/completions", chat=True)
 
 
-@router.post("/warm", response_model=WarmResponse, response_model_exclude_none=True)
+@router.post(
+    "/warm",
+    response_model=WarmResponse,
+    response_model_exclude_none=True,
+    responses={502: {"model": WarmFailure, "description": "nothing was warmed (the report as detail)"}},
+)
 async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmResponse:
     """Pre-fill the engine's cache with hot prefixes (system prompts, popular
     blocks): each is sent with ``max_tokens: 1``, ``concurrency`` at a time.

@@ -48,6 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from contextpilot.core.ids import new_request_id
 from contextpilot.server.engine_client import EngineError
 from contextpilot.server.limits import unprocessable
+from contextpilot.server.models import ErrorBody
 from contextpilot.server.session_models import (
     SESSION_ID_PATTERN,
     ChatSessionDetail,
@@ -58,6 +59,7 @@ from contextpilot.server.session_models import (
     CreateChatSession,
     CreateChatSessionResponse,
     DeletedChatSession,
+    EngineFailure,
     WarmedPrefix,
 )
 from contextpilot.server.state import ServerState, get_state
@@ -68,6 +70,8 @@ __all__ = ["router"]
 log = logging.getLogger("contextpilot.server")
 router = APIRouter(prefix="/chat/sessions", tags=["chat sessions"])
 
+_NOT_LIVE = {404: {"model": ErrorBody, "description": "no live chat session of this id"}}
+_ENGINE_FAILED = {502: {"model": EngineFailure, "description": "the engine failed (status and message)"}}
 _LOCKS = [asyncio.Lock() for _ in range(64)]
 SessionId = Annotated[str, Path(min_length=1, max_length=256, pattern=SESSION_ID_PATTERN)]
 
@@ -109,7 +113,7 @@ async def _engine_chat(
 
 
 def _info(st: ServerState, session_id: str) -> dict[str, Any] | None:
-    return next((i for i in st.pilot.chat_sessions() if i["session_id"] == session_id), None)
+    return st.pilot.chats.describe(session_id)
 
 
 def _live_or_404(st: ServerState, session_id: str) -> dict[str, Any]:
@@ -121,7 +125,15 @@ def _live_or_404(st: ServerState, session_id: str) -> dict[str, Any]:
     return info
 
 
-@router.post("", response_model=CreateChatSessionResponse, response_model_exclude_none=True)
+@router.post(
+    "",
+    response_model=CreateChatSessionResponse,
+    response_model_exclude_none=True,
+    responses={
+        409: {"model": ErrorBody, "description": "the id is live with other settings"},
+        **_ENGINE_FAILED,
+    },
+)
 async def create_session(
     req: CreateChatSession, st: ServerState = Depends(get_state)
 ) -> CreateChatSessionResponse:
@@ -168,7 +180,7 @@ async def list_sessions(st: ServerState = Depends(get_state)) -> ChatSessionList
     return ChatSessionList(count=len(infos), sessions=[ChatSessionInfo(**i) for i in infos])
 
 
-@router.get("/{session_id}", response_model=ChatSessionDetail)
+@router.get("/{session_id}", response_model=ChatSessionDetail, responses=_NOT_LIVE)
 async def get_session(session_id: SessionId, st: ServerState = Depends(get_state)) -> ChatSessionDetail:
     info = _live_or_404(st, session_id)
     session = st.pilot.chat(session_id)
@@ -180,7 +192,7 @@ async def get_session(session_id: SessionId, st: ServerState = Depends(get_state
     )
 
 
-@router.delete("/{session_id}", response_model=DeletedChatSession)
+@router.delete("/{session_id}", response_model=DeletedChatSession, responses=_NOT_LIVE)
 async def delete_session(session_id: SessionId, st: ServerState = Depends(get_state)) -> DeletedChatSession:
     """Forget the session: history and dedup conversation."""
     async with _lock(session_id):
@@ -189,7 +201,12 @@ async def delete_session(session_id: SessionId, st: ServerState = Depends(get_st
     return DeletedChatSession(session_id=session_id)
 
 
-@router.post("/{session_id}/turns", response_model=ChatTurnResponse, response_model_exclude_none=True)
+@router.post(
+    "/{session_id}/turns",
+    response_model=ChatTurnResponse,
+    response_model_exclude_none=True,
+    responses={**_NOT_LIVE, **_ENGINE_FAILED},
+)
 async def turn(
     req: ChatTurn, session_id: SessionId, st: ServerState = Depends(get_state)
 ) -> ChatTurnResponse:

@@ -31,6 +31,7 @@ __all__ = [
     "SessionsResponse",
     "StatsResponse",
     "StatusResponse",
+    "WarmFailure",
     "WarmRequest",
     "WarmResponse",
 ]
@@ -208,6 +209,12 @@ class WarmResponse(_Model):
     )
     warmed_tokens: int = Field(0, description="prompt tokens warmed on the first replica")
     replicas: dict[str, dict[str, Any]] | None = Field(None, description="per replica, when several")
+
+
+class WarmFailure(_Model):
+    """502 from ``/warm``: nothing was warmed; the report says why."""
+
+    detail: WarmResponse
 
 
 # -- OpenAI-compatible bodies: checked for shape, forwarded unchanged ------------------

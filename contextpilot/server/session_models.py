@@ -18,6 +18,7 @@ __all__ = [
     "ChatTurn",
     "ChatTurnResponse",
     "DeletedChatSession",
+    "EngineFailure",
     "WarmedPrefix",
 ]
 
@@ -64,6 +65,9 @@ class ChatSessionInfo(BaseModel):
     restarts: int = Field(description="times the history restarted after max_turns")
     messages: int = Field(description="user and assistant messages held")
     pending: bool = Field(description="a question awaits its answer (the engine failed)")
+    conversation_id: str = Field(
+        description="its dedup conversation (``chat-<hex>``; in ``GET /sessions`` once it sent documents)"
+    )
 
 
 class CreateChatSessionResponse(BaseModel):
@@ -109,6 +113,12 @@ class ChatTurnResponse(BaseModel):
     cached_tokens: int | None = Field(description="prompt tokens the engine served from its cache")
     messages_sent: int = Field(description="messages in the prompt sent (system + whole history + this turn)")
     usage: dict[str, Any] | None = None
+
+
+class EngineFailure(BaseModel):
+    """502: the engine failed or answered with an error (its status and message)."""
+
+    detail: dict[str, Any]
 
 
 class DeletedChatSession(BaseModel):
