@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -109,11 +110,123 @@ class _Calls:
         return "POST", "/warm", body
 
 
+# -- chat sessions (/chat/sessions): server-side multi-turn history ------------------
+# Kept as one block of mixins, so the clients only name them as bases.
+
+
+class _ChatCalls:
+    """The chat-session calls as (method, path, body); shared by both mixins."""
+
+    @staticmethod
+    def path(session_id: str, tail: str = "") -> str:
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError("session_id must be a non-empty string")
+        return f"/chat/sessions/{quote(session_id, safe='')}{tail}"
+
+    @staticmethod
+    def create(
+        system_prompt: str | None,
+        session_id: str | None,
+        max_turns: int | None,
+        model: str | None,
+        warm: bool,
+    ) -> Call:
+        body: dict[str, Any] = {"warm": warm}
+        for name, value in (
+            ("system_prompt", system_prompt),
+            ("session_id", session_id),
+            ("max_turns", max_turns),
+            ("model", model),
+        ):
+            if value is not None:
+                body[name] = value
+        return "POST", "/chat/sessions", body
+
+    @staticmethod
+    def turn(session_id: str, query: str, docs: Sequence[str] | None, opts: dict[str, Any]) -> Call:
+        if isinstance(docs, str):
+            raise ValueError("docs must be a list of strings, not a string")
+        body = {"query": query, "docs": list(docs or []), **opts}
+        return "POST", _ChatCalls.path(session_id, "/turns"), body
+
+
+class _ChatSessionMethods:
+    """Chat sessions (``/chat/sessions``) for :class:`ContextPilotIndexClient`:
+    the server keeps the history and sends each turn to the engine. Not the
+    dedup conversations of :meth:`ContextPilotIndexClient.sessions`."""
+
+    def _call(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    def create_chat_session(
+        self,
+        system_prompt: str | None = None,
+        *,
+        session_id: str | None = None,
+        max_turns: int | None = None,
+        model: str | None = None,
+        warm: bool = True,
+    ) -> dict[str, Any]:
+        """Create (or reuse, same settings) a session; its system prompt is warmed on the engine."""
+        return self._call(_ChatCalls.create(system_prompt, session_id, max_turns, model, warm))
+
+    def chat_turn(
+        self, session_id: str, query: str, docs: Sequence[str] | None = None, **opts: Any
+    ) -> dict[str, Any]:
+        """One turn (``opts``: model, max_tokens, temperature); returns the answer and usage."""
+        return self._call(_ChatCalls.turn(session_id, query, docs, opts))
+
+    def chat_sessions(self) -> dict[str, Any]:
+        return self._call(("GET", "/chat/sessions", None))
+
+    def chat_session(self, session_id: str) -> dict[str, Any]:
+        """One session with its history."""
+        return self._call(("GET", _ChatCalls.path(session_id), None))
+
+    def delete_chat_session(self, session_id: str) -> dict[str, Any]:
+        return self._call(("DELETE", _ChatCalls.path(session_id), None))
+
+
+class _AsyncChatSessionMethods:
+    """Asynchronous twin of :class:`_ChatSessionMethods`."""
+
+    async def _call(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    async def create_chat_session(
+        self,
+        system_prompt: str | None = None,
+        *,
+        session_id: str | None = None,
+        max_turns: int | None = None,
+        model: str | None = None,
+        warm: bool = True,
+    ) -> dict[str, Any]:
+        return await self._call(_ChatCalls.create(system_prompt, session_id, max_turns, model, warm))
+
+    async def chat_turn(
+        self, session_id: str, query: str, docs: Sequence[str] | None = None, **opts: Any
+    ) -> dict[str, Any]:
+        return await self._call(_ChatCalls.turn(session_id, query, docs, opts))
+
+    async def chat_sessions(self) -> dict[str, Any]:
+        return await self._call(("GET", "/chat/sessions", None))
+
+    async def chat_session(self, session_id: str) -> dict[str, Any]:
+        return await self._call(("GET", _ChatCalls.path(session_id), None))
+
+    async def delete_chat_session(self, session_id: str) -> dict[str, Any]:
+        return await self._call(("DELETE", _ChatCalls.path(session_id), None))
+
+
+# -- end of chat sessions ---------------------------------------------------------------
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-class ContextPilotIndexClient:
+class ContextPilotIndexClient(_ChatSessionMethods):
     """Synchronous client. ``timeout`` in seconds for every call."""
 
     def __init__(
@@ -209,7 +322,7 @@ class ContextPilotIndexClient:
         self.close()
 
 
-class AsyncContextPilotIndexClient:
+class AsyncContextPilotIndexClient(_AsyncChatSessionMethods):
     """Asynchronous twin of :class:`ContextPilotIndexClient`."""
 
     def __init__(

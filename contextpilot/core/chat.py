@@ -58,6 +58,7 @@ from typing import Any, Protocol
 from contextpilot.core.blocks import Block
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.lru import BoundedLRU
+from contextpilot.core.persist import SnapshotError, as_dict, as_int, as_list, as_seconds
 from contextpilot.core.prompt import check_docs, relevance_line, render_documents
 
 __all__ = [
@@ -115,6 +116,14 @@ class ChatBackend(Protocol):
     ) -> list[DedupResult]: ...
 
 
+def _row_str(row: dict[str, Any], name: str, where: str, optional: bool = False) -> Any:
+    """``row[name]`` if it is a string (or absent/None when ``optional``)."""
+    v = row.get(name)
+    if (v is None and optional) or isinstance(v, str):
+        return v
+    raise SnapshotError(f"{where}.{name} must be a string")
+
+
 def _new_conversation() -> str:
     return f"chat-{uuid.uuid4().hex}"
 
@@ -143,6 +152,17 @@ class _State:
         self.turns = 0
         self.restarts += 1
         self.keys, self.tokens = [], []
+
+
+def _describe(session_id: str, s: _State) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "turns": s.turns,
+        "restarts": s.restarts,
+        "messages": len(s.history),
+        "pending": s.pending is not None,
+        "conversation_id": s.conversation_id,
+    }
 
 
 class ChatStore:
@@ -252,19 +272,98 @@ class ChatStore:
         """One entry per live session: id, turns, restarts, messages, pending."""
         with self._lock:
             self._sessions.expire()
-            out = []
-            for sid, s, _ in self._sessions.entries():
-                out.append(
-                    {
-                        "session_id": sid,
-                        "turns": s.turns,
-                        "restarts": s.restarts,
-                        "messages": len(s.history),
-                        "pending": s.pending is not None,
-                        "conversation_id": s.conversation_id,
-                    }
-                )
-            return out
+            return [_describe(sid, s) for sid, s, _ in self._sessions.entries()]
+
+    def describe(self, session_id: str) -> dict[str, Any] | None:
+        """:meth:`info`'s entry for one session (not marked used), or None
+        if it is not live. O(1) plus expiry."""
+        with self._lock:
+            state = self._live(session_id, use=False)
+            return None if state is None else _describe(session_id, state)
+
+    def hold(self) -> threading.RLock:
+        """The store's lock, for a caller that must capture or replace the
+        sessions together with the pilot's state (take it before the pilot's)."""
+        return self._lock
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every live session as JSON-ready data, least recently used first:
+        settings, dedup conversation id, history (message texts: unlike the
+        other stores' exports this holds document text), pending question,
+        counters, index keys and tokens, idle seconds. O(history)."""
+        with self._lock:
+            self._sessions.expire()
+            now = self._sessions.clock()
+            return [
+                {
+                    "id": sid,
+                    "system": s.system,
+                    "max_turns": s.max_turns,
+                    "conversation_id": s.conversation_id,
+                    "history": [[m["role"], m["content"]] for m in s.history],
+                    "pending": s.pending,
+                    "turns": s.turns,
+                    "restarts": s.restarts,
+                    "keys": list(s.keys),
+                    "tokens": list(s.tokens),
+                    "last_request_id": s.last_request_id,
+                    "idle_seconds": round(max(0.0, now - last), 3),
+                }
+                for sid, s, last in self._sessions.entries()
+            ]
+
+    def parse(self, rows: Any, *, downtime: float = 0.0) -> list[tuple[str, _State, float]]:
+        """Check :meth:`export` rows into ``(id, state, last_used)`` entries
+        for :meth:`replace`; a bad row raises
+        :class:`~contextpilot.core.persist.SnapshotError` naming it. O(rows)."""
+        now = self._sessions.clock()
+        out: list[tuple[str, _State, float]] = []
+        for i, raw in enumerate(as_list([] if rows is None else rows, "chats")):
+            row = as_dict(raw, f"chats[{i}]")
+            where = f"chats[{i}]"
+
+            sid = _row_str(row, "id", where)
+            if not sid:
+                raise SnapshotError(f"{where}.id must be a non-empty string")
+            history = []
+            for j, m in enumerate(as_list(row.get("history"), f"{where}.history")):
+                if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)):
+                    raise SnapshotError(f"{where}.history[{j}] must be [role, content]")
+                history.append({"role": m[0], "content": m[1]})
+            keys = [as_int(k, f"{where}.keys", None) for k in as_list(row.get("keys"), f"{where}.keys")]
+            tokens = [as_int(t, f"{where}.tokens", 0) for t in as_list(row.get("tokens"), f"{where}.tokens")]
+            if len(keys) != len(tokens):
+                raise SnapshotError(f"{where}: keys and tokens differ in length")
+            state = _State(
+                sid,
+                _row_str(row, "system", where),
+                as_int(row.get("max_turns"), f"{where}.max_turns", 1),
+                conversation_id=_row_str(row, "conversation_id", where),
+                history=history,
+                pending=_row_str(row, "pending", where, optional=True),
+                turns=as_int(row.get("turns"), f"{where}.turns", 0),
+                restarts=as_int(row.get("restarts"), f"{where}.restarts", 0),
+                keys=keys,
+                tokens=tokens,
+                last_request_id=_row_str(row, "last_request_id", where, optional=True),
+            )
+            last = now - as_seconds(row.get("idle_seconds"), f"{where}.idle_seconds") - downtime
+            out.append((sid, state, last))
+        return out
+
+    def replace(self, entries: list[tuple[str, _State, float]]) -> None:
+        """Replace every session by :meth:`parse` output (e.g. on restore,
+        together with the pilot's dedup conversations, which the old
+        sessions' are not released into); bounds apply right after."""
+        with self._lock:
+            fresh: BoundedLRU[_State] = BoundedLRU(
+                self._sessions.max_items, self._sessions.ttl, self._release, self._sessions.clock
+            )
+            for sid, state, last in entries:
+                fresh.put(sid, state, last)
+            self._sessions = fresh
+            fresh.trim()
+            fresh.expire()
 
     def end(self, session_id: str) -> bool:
         """Forget one session (history and dedup state); False if unknown."""

@@ -447,16 +447,20 @@ class ContextPilot:
 
     def export(self) -> dict[str, Any]:
         """The live state as JSON-ready data, consistent (under the lock):
-        ``{"index", "conversations", "recent", "pilot": {"calls", "planned"}}``,
+        ``{"index", "conversations", "recent", "chats", "pilot": {"calls", "planned"}}``,
         each part its store's ``export()``. Blocks appear only as stable
-        keys, never as text. Chat histories are not included. O(state)."""
-        with self._lock:
-            return {
-                "index": self._index.export(),
-                "conversations": self._conversations.export(),
-                "recent": self._recent.export(),
-                "pilot": {"calls": self._calls, "planned": self._planned},
-            }
+        keys, except in ``chats``: the :meth:`chat` sessions' histories are
+        message texts (a session must resend them). O(state)."""
+        with self._chats.hold():  # the chat store's lock comes first
+            chats = self._chats.export()
+            with self._lock:
+                return {
+                    "index": self._index.export(),
+                    "conversations": self._conversations.export(),
+                    "recent": self._recent.export(),
+                    "chats": chats,
+                    "pilot": {"calls": self._calls, "planned": self._planned},
+                }
 
     def load(self, data: Any, *, downtime: float = 0.0) -> dict[str, int]:
         """Replace the live state by :meth:`export` data, all or nothing: every
@@ -465,9 +469,11 @@ class ContextPilot:
         the field and the instance is unchanged. ``downtime`` seconds are
         added to every age (TTLs keep counting); this instance's bounds apply
         right after. Returns what was kept: requests, nodes, conversations,
-        recent, and dropped_by_bounds. O(state)."""
+        recent, chat_sessions, and dropped_by_bounds. A snapshot without
+        ``chats`` (older builds) restores no chat session. O(state)."""
         data = as_dict(data, "state")
-        with self._lock:
+        with self._chats.hold(), self._lock:  # the chat store's lock comes first
+            chats = self._chats.parse(data.get("chats"), downtime=downtime)
             convs = self._conversations.empty_like()
             index_data = as_dict(data.get("index"), "index")
             convs.load(data.get("conversations"), downtime=downtime)
@@ -480,7 +486,9 @@ class ContextPilot:
             self._conversations.replace_with(convs)
             self._recent = recent
             self._calls, self._planned = calls, planned
+            self._chats.replace(chats)  # after the ledger: dropped sessions end their conversations there
             return {
+                "chat_sessions": len(self._chats),
                 "requests": len(self._index),
                 "nodes": self._index.nodes,
                 "conversations": len(self._conversations),

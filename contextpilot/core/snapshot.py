@@ -4,8 +4,11 @@ What is kept: the live prefix index (its tree of block keys with token
 lengths and last use, the request ids ending on it, in LRU order, and its
 counters), the multi-turn dedup conversations (block keys each one sent, in
 LRU order), the recent-request store that guides online ordering, and the
-planning counters. Blocks themselves are never stored, only their stable
-64-bit keys, so a snapshot holds no document text.
+planning counters, and the chat sessions (:meth:`ContextPilot.chat`, also
+served over HTTP under ``/chat/sessions``). Blocks themselves are stored
+only as their stable 64-bit keys; the one exception is the chat sessions'
+histories, which are message texts (the next turn resends them), so a
+snapshot holds document text only when chat sessions are live.
 
 Format (version 1): one JSON object ::
 
@@ -13,7 +16,10 @@ Format (version 1): one JSON object ::
      "index": {"tick": T, "nodes": [[parent, key, tokens, tick, age], ...],
                "requests": [[rid, node], ...], "counters": {...}},
      "conversations": [[id, turns, idle_seconds, [key, ...]], ...],
-     "recent": [[key, ...], ...], "pilot": {"calls": C, "planned": P}}
+     "recent": [[key, ...], ...], "pilot": {"calls": C, "planned": P},
+     "chats": [{"id", "system", "max_turns", "conversation_id", "history": [[role, text], ...],
+                "pending", "turns", "restarts", "keys", "tokens", "last_request_id",
+                "idle_seconds"}, ...]}
 
 ``nodes`` are in preorder (a parent before its children; parent ``-1`` is
 the root); ages are seconds since last use at save time. On load, the time
@@ -68,6 +74,8 @@ class RestoreReport:
     nodes: int
     conversations: int
     recent: int
+    #: chat sessions (histories) restored
+    chat_sessions: int
     #: requests dropped right after loading by the current capacity, caps or TTL
     dropped_by_bounds: int
     downtime_seconds: float

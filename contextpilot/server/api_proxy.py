@@ -36,10 +36,17 @@ from contextpilot.core.ids import new_request_id, normalize_request_id
 from contextpilot.server.dispatch import route, send_routed
 from contextpilot.server.engine_client import EngineClient, EngineError
 from contextpilot.server.limits import Limits, unprocessable
-from contextpilot.server.models import ChatCompletionBody, CompletionBody, WarmRequest, WarmResponse
+from contextpilot.server.models import (
+    ChatCompletionBody,
+    CompletionBody,
+    WarmFailure,
+    WarmRequest,
+    WarmResponse,
+)
 from contextpilot.server.replicas import Replica
 from contextpilot.server.router import Lease
 from contextpilot.server.state import ServerState, get_state
+from contextpilot.server.usage import engine_usage
 
 __all__ = ["router"]
 
@@ -185,13 +192,24 @@ async def chat_completions(request: Request, st: ServerState = Depends(get_state
     return await _forward(request, st, "/v1/chat/completions", chat=True)
 
 
-@router.post("/warm", response_model=WarmResponse, response_model_exclude_none=True)
+@router.post(
+    "/warm",
+    response_model=WarmResponse,
+    response_model_exclude_none=True,
+    responses={502: {"model": WarmFailure, "description": "nothing was warmed (the report as detail)"}},
+)
 async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmResponse:
     """Pre-fill the engine's cache with hot prefixes (system prompts, popular
     blocks): each is sent with ``max_tokens: 1``, ``concurrency`` at a time.
     With several replicas: to the one named by ``replica``, else to every
     replica (an item succeeds when it succeeded on all of them; per-replica
-    results and ids are under ``replicas``)."""
+    results and ids are under ``replicas``).
+
+    ``warmed`` says what each warmed item left in the cache, from the
+    engine's usage figures: ``prompt_tokens`` (now cached) and
+    ``cached_before`` (already cached; ``None`` when the engine does not
+    report it); ``warmed_tokens`` sums the prompt tokens (first replica).
+    502 with the same report as ``detail`` when nothing was warmed."""
     limits: Limits = st.limits
     limits.items(req.prefixes, ["prefixes"])
     for i, p in enumerate(req.prefixes or []):
@@ -225,6 +243,7 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
     ok: dict[str, list[int]] = {r.name: [] for r in targets}
     failed: dict[str, list[dict[str, Any]]] = {r.name: [] for r in targets}
     rids: dict[str, list[str | None]] = {r.name: [None] * len(items) for r in targets}
+    tokens: dict[str, list[dict[str, Any] | None]] = {r.name: [None] * len(items) for r in targets}
 
     async def one(replica: Replica, i: int, text: str, blocks: list[str]) -> None:
         rid = new_request_id()
@@ -239,7 +258,7 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
             body["model"] = req.model
         async with sem:
             try:
-                resp, _ = await replica.proxy.post("/v1/completions", body, headers={"X-Request-Id": rid})
+                resp, raw = await replica.proxy.post("/v1/completions", body, headers={"X-Request-Id": rid})
             except EngineError as e:
                 st.metrics.engine_errors.labels(e.kind).inc()
                 st.metrics.replica_errors.labels(replica.name, e.kind).inc()
@@ -251,8 +270,10 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
             )
             return
         await run_in_threadpool(replica.pilot.record, blocks, rid)
+        _, prompt, cached = engine_usage(raw)
         ok[replica.name].append(i)
         rids[replica.name][i] = rid
+        tokens[replica.name][i] = {"index": i, "prompt_tokens": prompt, "cached_before": cached}
 
     await asyncio.gather(*(one(r, i, t, b) for r in targets for i, (t, b) in enumerate(items)))
     good = set(range(len(items)))
@@ -268,11 +289,15 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
                 "succeeded": sorted(ok[r.name]),
                 "failed": sorted(failed[r.name], key=lambda f: f["index"]),
                 "request_ids": rids[r.name],
+                "warmed": [t for t in tokens[r.name] if t is not None],
             }
             for r in targets
         }
-    return WarmResponse(
+    warmed = [t for t in tokens[first] if t is not None]
+    out = WarmResponse(
         status=status,
+        warmed=warmed,
+        warmed_tokens=sum(t["prompt_tokens"] or 0 for t in warmed),
         succeeded=sorted(good),
         failed=sorted(failed[first], key=lambda f: f["index"])
         if len(targets) == 1
@@ -282,3 +307,6 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
         request_ids=rids[first],
         replicas=per,
     )
+    if not any(ok.values()):  # nothing reached any engine's cache
+        raise HTTPException(502, detail=out.model_dump(exclude_none=True))
+    return out

@@ -18,7 +18,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from contextpilot import __version__
-from contextpilot.server import api_index, api_passthrough, api_proxy, failover, openapi
+from contextpilot.server import api_index, api_passthrough, api_proxy, api_sessions, failover, openapi
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.guard import Guard, authorised
 from contextpilot.server.metrics import CONTENT_TYPE_LATEST
@@ -101,6 +101,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(api_index.router)
     app.include_router(api_proxy.router)
+    app.include_router(api_sessions.router)
     app.include_router(api_passthrough.router)  # last: any other /v1/* path
 
     @app.get("/", response_model=RootResponse)
@@ -228,5 +229,6 @@ async def _cleanup(state: ServerState) -> None:
             for r in state.replicas:
                 await asyncio.to_thread(r.pilot.index.expire)
             await asyncio.to_thread(state.pilot.sessions)
+            await asyncio.to_thread(state.pilot.chat_sessions)  # drops idle chat sessions too
         except Exception:  # never let housekeeping kill the server
             log.exception("cleanup failed")

@@ -31,6 +31,7 @@ __all__ = [
     "SessionsResponse",
     "StatsResponse",
     "StatusResponse",
+    "WarmFailure",
     "WarmRequest",
     "WarmResponse",
 ]
@@ -201,7 +202,19 @@ class WarmResponse(_Model):
     succeeded: list[int]
     failed: list[dict[str, Any]]
     request_ids: list[str | None] = Field(description="ids on the (first) replica warmed")
+    warmed: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="per warmed item (first replica): index, prompt_tokens (now cached), "
+        "cached_before (already cached), from the engine's usage figures",
+    )
+    warmed_tokens: int = Field(0, description="prompt tokens warmed on the first replica")
     replicas: dict[str, dict[str, Any]] | None = Field(None, description="per replica, when several")
+
+
+class WarmFailure(_Model):
+    """502 from ``/warm``: nothing was warmed; the report says why."""
+
+    detail: WarmResponse
 
 
 # -- OpenAI-compatible bodies: checked for shape, forwarded unchanged ------------------
