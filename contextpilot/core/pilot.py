@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from contextpilot.core.batch import split
+from contextpilot.core.lineage import RequestLineage
 from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import (
@@ -136,6 +137,8 @@ class ContextPilot:
         self._index = PrefixIndex(capacity_tokens, ttl, max_nodes=max_nodes, max_requests=max_requests)
         self._recent = RecentRequests(recent_requests)
         self._conversations = DedupLedger(max_conversations, conversation_ttl)
+        # parent-chain conversations: as many ids as requests, same idle TTL as conversations
+        self._lineage = RequestLineage(max(max_conversations, min(max_requests, 100_000)), conversation_ttl)
         self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl)
         self._calls = 0
         self._planned = 0
@@ -335,6 +338,25 @@ class ContextPilot:
                 self._conversations, ctxs, conversation_id, hint_template or self.hint_template
             )
 
+    def deduplicate_each(
+        self,
+        contexts: Sequence[Sequence[Block]],
+        conversations: Sequence[str],
+        hint_template: str | None = None,
+    ) -> list[DedupResult]:
+        """Like :meth:`deduplicate`, with one conversation per context, in
+        order, under one lock. ``contexts`` must come from
+        :func:`~contextpilot.core.blocks.validate_contexts` (checked once by
+        the caller). O(blocks)."""
+        if len(conversations) != len(contexts):
+            raise ValueError("needs one conversation id per context")
+        template = hint_template or self.hint_template
+        with self._lock:
+            return [
+                deduplicate_turn(self._conversations, [ctx], conv, template)[0]
+                for ctx, conv in zip(contexts, conversations)
+            ]
+
     def sessions(self) -> list[dict[str, Any]]:
         """Conversations tracked for dedup (stale ones dropped first); those
         of :meth:`chat` sessions are listed too, as ``chat-<hex>``."""
@@ -438,6 +460,7 @@ class ContextPilot:
             self._index.reset()
             self._recent.clear()
             self._conversations.clear()
+            self._lineage.clear()
 
     def export(self) -> dict[str, Any]:
         """The live state as JSON-ready data, consistent (under the lock):
@@ -448,6 +471,7 @@ class ContextPilot:
             return {
                 "index": self._index.export(),
                 "conversations": self._conversations.export(),
+                "lineage": self._lineage.export(),
                 "recent": self._recent.export(),
                 "pilot": {"calls": self._calls, "planned": self._planned},
             }
@@ -465,6 +489,8 @@ class ContextPilot:
             convs = self._conversations.empty_like()
             index_data = as_dict(data.get("index"), "index")
             convs.load(data.get("conversations"), downtime=downtime)
+            lineage = self._lineage.empty_like()
+            lineage.load(data.get("lineage"), downtime=downtime)
             recent = RecentRequests(self._recent.capacity, self._recent.max_posting)
             recent.load(data.get("recent"))
             counters = as_dict(data.get("pilot"), "pilot")
@@ -472,6 +498,7 @@ class ContextPilot:
             planned = as_int(counters.get("planned"), "pilot.planned", 0)
             dropped = self._index.load(index_data, downtime=downtime)  # the last step that can fail
             self._conversations.replace_with(convs)
+            self._lineage = lineage
             self._recent = recent
             self._calls, self._planned = calls, planned
             return {
@@ -489,6 +516,22 @@ class ContextPilot:
     @property
     def conversations(self) -> DedupLedger:
         return self._conversations
+
+    def conversations_for(self, parent_request_ids: Sequence[str | None]) -> list[str]:
+        """The conversation each context continues (0.5.0 ``parent_request_ids``):
+        a parent's conversation, or a new one for ``None`` or an unknown parent.
+        Nothing is stored until :meth:`link_requests`."""
+        with self._lock:
+            return self._lineage.resolve(parent_request_ids)
+
+    def link_requests(self, request_ids: Sequence[str], conversations: Sequence[str]) -> None:
+        """Remember which conversation each request id belongs to, so it can be a parent."""
+        with self._lock:
+            self._lineage.link(request_ids, conversations)
+
+    @property
+    def lineage(self) -> RequestLineage:
+        return self._lineage
 
     def stats(self) -> dict[str, Any]:
         chats = len(self._chats)  # before our lock: the chat store's lock comes first
