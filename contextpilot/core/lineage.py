@@ -32,7 +32,10 @@ class RequestLineage:
     """request id -> conversation id, bounded by ``max_requests`` and ``ttl``."""
 
     def __init__(
-        self, max_requests: int = 100_000, ttl: float | None = 3600.0, clock: Callable[[], float] = time.monotonic
+        self,
+        max_requests: int = 100_000,
+        ttl: float | None = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._map: BoundedLRU[str] = BoundedLRU(max_requests, ttl, clock=clock)
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from contextpilot.core.batch import split
-from contextpilot.core.lineage import RequestLineage
 from contextpilot.core.blocks import Block, BlockTable, make_token_counter, validate_contexts
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import (
@@ -43,6 +42,7 @@ from contextpilot.core.dedup import (
 )
 from contextpilot.core.ids import is_health_check, new_request_id, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
+from contextpilot.core.lineage import RequestLineage
 from contextpilot.core.overlap import resolve_backend
 from contextpilot.core.persist import as_dict, as_int
 from contextpilot.core.planner import DEFAULT_CHUNK, FlatSchedule, PlanOptions, plan

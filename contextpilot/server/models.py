@@ -304,6 +304,9 @@ class IndexStatsModel(BaseModel):
     evicted_by_capacity: int
     evicted_by_ttl: int
     conversations: int
+    num_requests: int = Field(description="0.5.0 name of live_requests")
+    num_nodes: int = Field(description="0.5.0 name of index_nodes")
+    total_tokens: int = Field(description="0.5.0 name of index_tokens")
 
 
 class ServerStatsModel(BaseModel):
@@ -323,6 +326,7 @@ class RoutingInfo(BaseModel):
 
 
 class StatsResponse(_Model):
+    status: str = "success"
     index_stats: IndexStatsModel = Field(description="the live index (summed over replicas when several)")
     replicas: list[dict[str, Any]] = Field(description="per replica: index, load and routing, engine usage")
     routing: RoutingInfo
