@@ -329,7 +329,8 @@ class AsyncContextPilotIndexClient:
         (``parent_request_ids``, None = new; a list in second place, as 0.5.0
         clients pass it, means the same). Each result's ``request_id`` is the
         parent for the next turn."""
-        return await self._call(_Calls.deduplicate(contexts, conversation_id, hint_template, parent_request_ids))
+        call = _Calls.deduplicate(contexts, conversation_id, hint_template, parent_request_ids)
+        return await self._call(call)
 
     async def warm(
         self,

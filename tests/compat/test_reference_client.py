@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from contextpilot.client import ContextPilotIndexClient, ContextPilotNotSupportedError
+
 from procs import engine, server, spawn
 
 pytestmark = pytest.mark.reference
