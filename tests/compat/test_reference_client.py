@@ -37,7 +37,11 @@ def ref_python() -> str:
         pytest.skip("set CONTEXTPILOT_REFERENCE_PYTHON to a python with contextpilot==0.5.0")
     ver = subprocess.run(
         [py, "-c", "import importlib.metadata as m; print(m.version('contextpilot'))"],
-        capture_output=True, text=True, cwd="/", check=True, env={**os.environ, **REF_ENV},
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+        env={**os.environ, **REF_ENV},
     ).stdout.strip()
     assert ver == "0.5.0", ver
     return py
@@ -49,7 +53,11 @@ def answers(ref_python):
     with engine() as e, server(e.url) as s:
         run = subprocess.run(
             [ref_python, str(DRIVER), s.url],
-            capture_output=True, text=True, cwd="/", timeout=300, env={**os.environ, **REF_ENV},
+            capture_output=True,
+            text=True,
+            cwd="/",
+            timeout=300,
+            env={**os.environ, **REF_ENV},
         )
         assert run.returncode == 0, run.stderr[-3000:]
         return json.loads(run.stdout)
@@ -89,9 +97,15 @@ def test_reference_dedup_flow(answers):
     assert d1["enabled"] is True and d1["total_blocks_deduped"] == 0
     (r1,) = d1["results"]
     for field, typ in (
-        ("request_id", str), ("original_docs", list), ("deduplicated_docs", list),
-        ("overlapping_docs", list), ("new_docs", list), ("reference_hints", list),
-        ("blocks_deduped", int), ("blocks_total", int), ("block_chars_saved", int),
+        ("request_id", str),
+        ("original_docs", list),
+        ("deduplicated_docs", list),
+        ("overlapping_docs", list),
+        ("new_docs", list),
+        ("reference_hints", list),
+        ("blocks_deduped", int),
+        ("blocks_total", int),
+        ("block_chars_saved", int),
     ):
         assert isinstance(r1[field], typ), field
     assert r1["request_id"] == t1["request_ids"][0]
@@ -119,8 +133,14 @@ def test_endpoints_neither_server_has(answers):
 def reference_server(ref_python):
     # the reference answers 503 on /health until its first /reorder; "/" says it is up
     with spawn(
-        "contextpilot.server.http_server", "--host", "127.0.0.1", ready="/", python=ref_python,
-        timeout=120, env=REF_ENV, cwd="/",
+        "contextpilot.server.http_server",
+        "--host",
+        "127.0.0.1",
+        ready="/",
+        python=ref_python,
+        timeout=120,
+        env=REF_ENV,
+        cwd="/",
     ) as s:
         yield s.url
 
