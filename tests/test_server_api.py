@@ -183,3 +183,27 @@ def test_warm_precaches_prefixes(http, eng):
     hit = http.post("/v1/completions", json={"prompt": "shared system prompt and more"}).json()
     assert hit["usage"]["prompt_tokens_details"]["cached_tokens"] >= 3
     assert http.post("/warm", json={}).status_code == 422
+
+
+def test_parent_request_ids_chain_conversations(http):
+    """0.5.0 flow: None starts a conversation, a request id continues its chain."""
+    t1 = http.post(
+        "/reorder", json={"contexts": [["pa", "pb"]], "deduplicate": True, "parent_request_ids": [None]}
+    ).json()
+    rid1 = t1["request_ids"][0]
+    assert t1["deduplication"]["results"][0]["request_id"] == rid1
+    t2 = http.post("/deduplicate", json={"contexts": [["pb", "pc"]], "parent_request_ids": [rid1]}).json()
+    assert t2["results"][0]["overlapping_docs"] == ["pb"] and t2["results"][0]["new_docs"] == ["pc"]
+    rid2 = t2["request_ids"][0]
+    t3 = http.post(
+        "/reorder",
+        json={"contexts": [["pc", "pa", "pd"]], "deduplicate": True, "parent_request_ids": [rid2]},
+    ).json()
+    assert sorted(t3["deduplication"]["results"][0]["overlapping_docs"]) == ["pa", "pc"]
+    fresh = http.post("/deduplicate", json={"contexts": [["pa"]], "parent_request_ids": [None]}).json()
+    assert fresh["results"][0]["overlapping_docs"] == []
+    assert fresh["results"][0]["conversation_id"] != t2["results"][0]["conversation_id"]
+    neither = http.post("/deduplicate", json={"contexts": [["pa"]]})
+    assert neither.status_code == 422 and neither.json()["detail"][0]["loc"] == ["body", "conversation_id"]
+    short = http.post("/deduplicate", json={"contexts": [["pa"], ["pb"]], "parent_request_ids": ["x"]})
+    assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["body", "parent_request_ids"]

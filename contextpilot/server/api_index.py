@@ -189,14 +189,15 @@ def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
     if req.conversation_id is None and req.parent_request_ids is None:
         raise unprocessable(["conversation_id"], "needs conversation_id or parent_request_ids")
     try:
-        ctxs = validate_contexts(req.contexts, allow_empty_context=True)
+        if req.conversation_id is not None:  # one turn of one conversation
+            conversations = [req.conversation_id] * len(req.contexts)
+            results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
+        else:  # one turn per context, each continuing its parent's conversation
+            ctxs = validate_contexts(req.contexts, allow_empty_context=True)
+            conversations = _chain(st, req.parent_request_ids, len(ctxs))
+            results = st.pilot.deduplicate_each(ctxs, conversations, req.hint_template)
     except ContextError as e:
         raise _context_error(e) from None
-    if req.conversation_id is not None:
-        conversations = [req.conversation_id] * len(ctxs)
-    else:
-        conversations = _chain(st, req.parent_request_ids, len(ctxs))
-    results = st.pilot.deduplicate_each(ctxs, conversations, req.hint_template)
     # nothing is planned or recorded; the ids only continue the chains
     rids = new_request_ids(len(results))
     st.pilot.link_requests(rids, conversations)
