@@ -28,6 +28,7 @@ __all__ = [
     "ContextPilotError",
     "ContextPilotHTTPError",
     "ContextPilotIndexClient",
+    "ContextPilotNotSupportedError",
     "ContextPilotValidationError",
 ]
 
@@ -57,6 +58,39 @@ class ContextPilotAuthError(ContextPilotHTTPError):
     """401: missing or wrong API key."""
 
 
+class ContextPilotNotSupportedError(ContextPilotHTTPError):
+    """The server has no such endpoint (404 on an unknown route, or 405):
+    e.g. ``/deduplicate`` or ``/warm`` on a ContextPilot 0.5.0 server."""
+
+    def __init__(self, status: int, detail: Any, method: str = "", path: str = "") -> None:
+        super().__init__(status, detail)
+        self.args = (f"{method} {path} is not supported by this server (HTTP {status}: {detail})",)
+        self.method, self.path = method, path
+
+
+#: what FastAPI/Starlette answer for a route that does not exist
+_NO_ROUTE = {404: "Not Found", 405: "Method Not Allowed"}
+
+
+def _health(resp: httpx.Response) -> dict[str, Any]:
+    """``/health`` body. A 0.5.0 server answers 503 ``{"status": "not_ready"}``
+    until its first ``/reorder``: it is up with an empty index, so that body
+    is returned (with ``"index_empty": True``) instead of raised."""
+    if resp.status_code == 503:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("status") == "not_ready":
+            return {**body, "index_empty": True}
+    result: dict[str, Any] = _handle(resp)
+    return result
+
+
+def _up(health: dict[str, Any]) -> bool:
+    return health.get("status") == "ready" or bool(health.get("index_empty"))
+
+
 def _handle(resp: httpx.Response) -> Any:
     if resp.status_code < 400:
         try:
@@ -68,6 +102,9 @@ def _handle(resp: httpx.Response) -> Any:
         detail = body.get("detail", body.get("error", body)) if isinstance(body, dict) else body
     except ValueError:
         detail = resp.text[:500]
+    if _NO_ROUTE.get(resp.status_code) == detail:
+        req = resp.request
+        raise ContextPilotNotSupportedError(resp.status_code, detail, req.method, req.url.path)
     cls = {401: ContextPilotAuthError, 422: ContextPilotValidationError}.get(
         resp.status_code, ContextPilotHTTPError
     )
@@ -89,9 +126,22 @@ class _Calls:
 
     @staticmethod
     def deduplicate(
-        contexts: Sequence[Sequence[Block]], conversation_id: str, hint_template: str | None
+        contexts: Sequence[Sequence[Block]],
+        conversation_id: str | Sequence[str | None] | None,
+        hint_template: str | None,
+        parent_request_ids: Sequence[str | None] | None = None,
     ) -> Call:
-        body: dict[str, Any] = {"contexts": [list(c) for c in contexts], "conversation_id": conversation_id}
+        if conversation_id is not None and not isinstance(conversation_id, str):
+            if parent_request_ids is not None:
+                raise ValueError("give conversation_id or parent_request_ids, not both")
+            parent_request_ids, conversation_id = conversation_id, None  # 0.5.0 positional order
+        body: dict[str, Any] = {"contexts": [list(c) for c in contexts]}
+        if conversation_id is not None:
+            body["conversation_id"] = conversation_id
+        if parent_request_ids is not None:
+            body["parent_request_ids"] = list(parent_request_ids)
+        if conversation_id is None and parent_request_ids is None:
+            raise ValueError("deduplicate needs conversation_id or parent_request_ids")
         if hint_template is not None:
             body["hint_template"] = hint_template
         return "POST", "/deduplicate", body
@@ -271,9 +321,19 @@ class ContextPilotIndexClient(_ChatSessionMethods):
         return self._call(_Calls.evict(request_ids))
 
     def deduplicate(
-        self, contexts: Sequence[Sequence[Block]], conversation_id: str, hint_template: str | None = None
+        self,
+        contexts: Sequence[Sequence[Block]],
+        conversation_id: str | Sequence[str | None] | None = None,
+        hint_template: str | None = None,
+        *,
+        parent_request_ids: Sequence[str | None] | None = None,
     ) -> dict[str, Any]:
-        return self._call(_Calls.deduplicate(contexts, conversation_id, hint_template))
+        """Hints for blocks a conversation sent before: name it by
+        ``conversation_id``, or per context by the previous turn's request id
+        (``parent_request_ids``, None = new; a list in second place, as 0.5.0
+        clients pass it, means the same). Each result's ``request_id`` is the
+        parent for the next turn."""
+        return self._call(_Calls.deduplicate(contexts, conversation_id, hint_template, parent_request_ids))
 
     def warm(
         self,
@@ -292,12 +352,18 @@ class ContextPilotIndexClient(_ChatSessionMethods):
     get_stats = stats
 
     def health(self) -> dict[str, Any]:
-        return self._call(("GET", "/health", None))
+        """The health body; a 0.5.0 server's 503 "not_ready" (up, index
+        empty) is returned with ``index_empty: True``, not raised."""
+        try:
+            resp = self._http.get("/health")
+        except httpx.HTTPError as e:
+            raise ContextPilotConnectionError(f"GET {self.base_url}/health: {e}") from e
+        return _health(resp)
 
     def is_ready(self) -> bool:
-        """Whether the server answers its health check (never raises)."""
+        """Whether the server is up and answers its health check (never raises)."""
         try:
-            return self.health().get("status") == "ready"
+            return _up(self.health())
         except ContextPilotError:
             return False
 
@@ -364,9 +430,20 @@ class AsyncContextPilotIndexClient(_AsyncChatSessionMethods):
         return await self._call(_Calls.evict(request_ids))
 
     async def deduplicate(
-        self, contexts: Sequence[Sequence[Block]], conversation_id: str, hint_template: str | None = None
+        self,
+        contexts: Sequence[Sequence[Block]],
+        conversation_id: str | Sequence[str | None] | None = None,
+        hint_template: str | None = None,
+        *,
+        parent_request_ids: Sequence[str | None] | None = None,
     ) -> dict[str, Any]:
-        return await self._call(_Calls.deduplicate(contexts, conversation_id, hint_template))
+        """Hints for blocks a conversation sent before: name it by
+        ``conversation_id``, or per context by the previous turn's request id
+        (``parent_request_ids``, None = new; a list in second place, as 0.5.0
+        clients pass it, means the same). Each result's ``request_id`` is the
+        parent for the next turn."""
+        call = _Calls.deduplicate(contexts, conversation_id, hint_template, parent_request_ids)
+        return await self._call(call)
 
     async def warm(
         self,
@@ -385,11 +462,15 @@ class AsyncContextPilotIndexClient(_AsyncChatSessionMethods):
     get_stats = stats
 
     async def health(self) -> dict[str, Any]:
-        return await self._call(("GET", "/health", None))
+        try:
+            resp = await self._http.get("/health")
+        except httpx.HTTPError as e:
+            raise ContextPilotConnectionError(f"GET {self.base_url}/health: {e}") from e
+        return _health(resp)
 
     async def is_ready(self) -> bool:
         try:
-            return (await self.health()).get("status") == "ready"
+            return _up(await self.health())
         except ContextPilotError:
             return False
 

@@ -42,15 +42,18 @@ def spawn(
     ready: str = "/health",
     port: int | None = None,
     timeout: float = 30.0,
+    python: str = sys.executable,
+    cwd: str | None = None,
 ) -> Iterator[Proc]:
     port = port or free_port()
     log = tempfile.TemporaryFile()
     full_env = {**os.environ, **(env or {})}
     popen = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", str(port), *args],
+        [python, "-m", module, "--port", str(port), *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=full_env,
+        cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     proc = Proc(popen, url, log)

@@ -95,3 +95,15 @@ def test_async_client_round_trip(urls):
                 await dead.stats()
 
     asyncio.run(run())
+
+
+def test_client_dedup_by_parent_request_ids(urls):
+    url, _ = urls
+    with ContextPilotIndexClient(url, api_key="k") as c:
+        first = c.deduplicate([["q1", "q2"]], parent_request_ids=[None])
+        rid = first["request_ids"][0]
+        # the 0.5.0 positional form: a list in second place is parent_request_ids
+        second = c.deduplicate([["q2", "q3"]], [rid])
+        assert second["results"][0]["overlapping_docs"] == ["q2"]
+        with pytest.raises(ValueError):
+            c.deduplicate([["q1"]])

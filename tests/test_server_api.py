@@ -98,8 +98,12 @@ def test_reorder_with_dedup_attaches_results_to_the_right_request(http):
     by_conv = {res["conversation_id"]: res for res in r2["deduplication"]["results"]}
     assert by_conv["a"]["overlapping_docs"] == ["d3"]  # d3 was sent in conversation a
     assert by_conv["b"]["overlapping_docs"] == ["d4"]  # d1 belongs to a, not b
-    missing = http.post("/reorder", json={"contexts": docs, "deduplicate": True})
-    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "conversation_id"]
+    # no conversation named (0.5.0 style): each context starts its own, nothing is hinted
+    fresh = http.post("/reorder", json={"contexts": again, "deduplicate": True}).json()
+    assert fresh["deduplication"]["total_blocks_deduped"] == 0
+    assert len({res["conversation_id"] for res in fresh["deduplication"]["results"]}) == len(again)
+    short = http.post("/reorder", json={"contexts": docs, "deduplicate": True, "parent_request_ids": [None]})
+    assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["body", "parent_request_ids"]
 
 
 def test_deduplicate_and_sessions(http):
@@ -134,7 +138,8 @@ def test_evict_normalises_engine_ids(http):
     ).json()
     assert r["removed_count"] == 2 and set(r["removed"]) == {ids[0], ids[1]}
     assert r["not_found"] == ["req-nope"] and r["ignored"] == ["HEALTH_CHECK_7"]
-    assert r["requests_remaining"] == 1 and r["conversations_cleared"] == []
+    assert r["requests_remaining"] == 1 and r["conversations_cleared"] == 0
+    assert r["cleared_conversation_ids"] == []
     assert http.post("/evict", json={"request_ids": [1]}).status_code == 422
 
 
@@ -178,3 +183,27 @@ def test_warm_precaches_prefixes(http, eng):
     hit = http.post("/v1/completions", json={"prompt": "shared system prompt and more"}).json()
     assert hit["usage"]["prompt_tokens_details"]["cached_tokens"] >= 3
     assert http.post("/warm", json={}).status_code == 422
+
+
+def test_parent_request_ids_chain_conversations(http):
+    """0.5.0 flow: None starts a conversation, a request id continues its chain."""
+    t1 = http.post(
+        "/reorder", json={"contexts": [["pa", "pb"]], "deduplicate": True, "parent_request_ids": [None]}
+    ).json()
+    rid1 = t1["request_ids"][0]
+    assert t1["deduplication"]["results"][0]["request_id"] == rid1
+    t2 = http.post("/deduplicate", json={"contexts": [["pb", "pc"]], "parent_request_ids": [rid1]}).json()
+    assert t2["results"][0]["overlapping_docs"] == ["pb"] and t2["results"][0]["new_docs"] == ["pc"]
+    rid2 = t2["request_ids"][0]
+    t3 = http.post(
+        "/reorder",
+        json={"contexts": [["pc", "pa", "pd"]], "deduplicate": True, "parent_request_ids": [rid2]},
+    ).json()
+    assert sorted(t3["deduplication"]["results"][0]["overlapping_docs"]) == ["pa", "pc"]
+    fresh = http.post("/deduplicate", json={"contexts": [["pa"]], "parent_request_ids": [None]}).json()
+    assert fresh["results"][0]["overlapping_docs"] == []
+    assert fresh["results"][0]["conversation_id"] != t2["results"][0]["conversation_id"]
+    neither = http.post("/deduplicate", json={"contexts": [["pa"]]})
+    assert neither.status_code == 422 and neither.json()["detail"][0]["loc"] == ["body", "conversation_id"]
+    short = http.post("/deduplicate", json={"contexts": [["pa"], ["pb"]], "parent_request_ids": ["x"]})
+    assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["body", "parent_request_ids"]

@@ -115,12 +115,15 @@ def reorder_over(
         r.total_tokens += sub.total_tokens
         r.planning_seconds += sub.planning_seconds
         out.placed += [pos] * len(sub.reordered)
-        for j, blocks in enumerate(sub.reordered):
-            sent: Sequence[Block] = blocks
-            if out.dedup is not None and conversations is not None:
-                (res,) = ledger.deduplicate([blocks], conversations[members[sub.order[j]]], hint_template)
-                out.dedup.append(res)
-                sent = res.docs_with_hints
+        sents: list[Sequence[Block]] = list(sub.reordered)
+        if out.dedup is not None and conversations is not None:
+            # one lock for the share, in execution order, before anything is recorded
+            found = ledger.deduplicate_each(
+                sub.reordered, [conversations[members[j]] for j in sub.order], hint_template
+            )
+            out.dedup += found
+            sents = [res.docs_with_hints for res in found]
+        for sent in sents:
             if sub.mode != "stateless":
                 recorded = pilot.record_sent(*pilot.measure(sent))
                 rid, hit = recorded if recorded is not None else ("", 0)

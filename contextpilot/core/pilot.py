@@ -42,6 +42,7 @@ from contextpilot.core.dedup import (
 )
 from contextpilot.core.ids import is_health_check, new_request_id, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
+from contextpilot.core.lineage import RequestLineage
 from contextpilot.core.overlap import resolve_backend
 from contextpilot.core.persist import as_dict, as_int
 from contextpilot.core.planner import DEFAULT_CHUNK, FlatSchedule, PlanOptions, plan
@@ -142,6 +143,10 @@ class ContextPilot:
         )
         self._recent = RecentRequests(recent_requests)
         self._conversations = DedupLedger(max_conversations, conversation_ttl, clock=clock)
+        # parent-chain conversations: as many ids as requests, same idle TTL as conversations
+        self._lineage = RequestLineage(
+            max(max_conversations, min(max_requests, 100_000)), conversation_ttl, clock=clock
+        )
         self._chats = ChatStore(self, max_sessions=max_chat_sessions, session_ttl=chat_ttl, clock=clock)
         self._calls = 0
         self._planned = 0
@@ -341,6 +346,25 @@ class ContextPilot:
                 self._conversations, ctxs, conversation_id, hint_template or self.hint_template
             )
 
+    def deduplicate_each(
+        self,
+        contexts: Sequence[Sequence[Block]],
+        conversations: Sequence[str],
+        hint_template: str | None = None,
+    ) -> list[DedupResult]:
+        """Like :meth:`deduplicate`, with one conversation per context, in
+        order, under one lock. ``contexts`` must come from
+        :func:`~contextpilot.core.blocks.validate_contexts` (checked once by
+        the caller). O(blocks)."""
+        if len(conversations) != len(contexts):
+            raise ValueError("needs one conversation id per context")
+        template = hint_template or self.hint_template
+        with self._lock:
+            return [
+                deduplicate_turn(self._conversations, [ctx], conv, template)[0]
+                for ctx, conv in zip(contexts, conversations)
+            ]
+
     def sessions(self) -> list[dict[str, Any]]:
         """Conversations tracked for dedup (stale ones dropped first); those
         of :meth:`chat` sessions are listed too, as ``chat-<hex>``."""
@@ -444,10 +468,11 @@ class ContextPilot:
             self._index.reset()
             self._recent.clear()
             self._conversations.clear()
+            self._lineage.clear()
 
     def export(self) -> dict[str, Any]:
         """The live state as JSON-ready data, consistent (under the lock):
-        ``{"index", "conversations", "recent", "chats", "pilot": {"calls", "planned"}}``,
+        ``{"index", "conversations", "lineage", "recent", "chats", "pilot": {"calls", "planned"}}``,
         each part its store's ``export()``. Blocks appear only as stable
         keys, except in ``chats``: the :meth:`chat` sessions' histories are
         message texts (a session must resend them). O(state)."""
@@ -457,6 +482,7 @@ class ContextPilot:
                 return {
                     "index": self._index.export(),
                     "conversations": self._conversations.export(),
+                    "lineage": self._lineage.export(),
                     "recent": self._recent.export(),
                     "chats": chats,
                     "pilot": {"calls": self._calls, "planned": self._planned},
@@ -477,6 +503,8 @@ class ContextPilot:
             convs = self._conversations.empty_like()
             index_data = as_dict(data.get("index"), "index")
             convs.load(data.get("conversations"), downtime=downtime)
+            lineage = self._lineage.empty_like()
+            lineage.load(data.get("lineage"), downtime=downtime)
             recent = RecentRequests(self._recent.capacity, self._recent.max_posting)
             recent.load(data.get("recent"))
             counters = as_dict(data.get("pilot"), "pilot")
@@ -484,6 +512,7 @@ class ContextPilot:
             planned = as_int(counters.get("planned"), "pilot.planned", 0)
             dropped = self._index.load(index_data, downtime=downtime)  # the last step that can fail
             self._conversations.replace_with(convs)
+            self._lineage = lineage
             self._recent = recent
             self._calls, self._planned = calls, planned
             self._chats.replace(chats)  # after the ledger: dropped sessions end their conversations there
@@ -503,6 +532,22 @@ class ContextPilot:
     @property
     def conversations(self) -> DedupLedger:
         return self._conversations
+
+    def conversations_for(self, parent_request_ids: Sequence[str | None]) -> list[str]:
+        """The conversation each context continues (0.5.0 ``parent_request_ids``):
+        a parent's conversation, or a new one for ``None`` or an unknown parent.
+        Nothing is stored until :meth:`link_requests`."""
+        with self._lock:
+            return self._lineage.resolve(parent_request_ids)
+
+    def link_requests(self, request_ids: Sequence[str], conversations: Sequence[str]) -> None:
+        """Remember which conversation each request id belongs to, so it can be a parent."""
+        with self._lock:
+            self._lineage.link(request_ids, conversations)
+
+    @property
+    def lineage(self) -> RequestLineage:
+        return self._lineage
 
     def stats(self) -> dict[str, Any]:
         chats = len(self._chats)  # before our lock: the chat store's lock comes first

@@ -20,10 +20,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from contextpilot.core.blocks import ContextError
+from contextpilot.core.blocks import ContextError, validate_contexts
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.fanout import FieldError, reorder_over
-from contextpilot.core.ids import is_health_check, normalize_request_id
+from contextpilot.core.ids import is_health_check, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport
 from contextpilot.server.limits import unprocessable
 from contextpilot.server.models import (
@@ -74,13 +74,15 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
     # every check comes before the first state change: a rejected call applies nothing
     st.limits.contexts(req.contexts)
     conversations: list[str] | None = None
+    chained = False  # conversations named by parent request ids: link the new ids
     if req.deduplicate:
         if req.conversation_ids is not None:
             conversations = list(req.conversation_ids)
         elif req.conversation_id is not None:
             conversations = [req.conversation_id] * len(req.contexts)
         else:
-            raise unprocessable(["conversation_id"], "deduplicate needs conversation_id or conversation_ids")
+            conversations = _chain(st, req.parent_request_ids, len(req.contexts))
+            chained = True
     reps = st.replicas
     pinned = _replica(st, req.replica, ["replica"]) if req.replica is not None else None
     use_state = not (st.config.stateless if stateless is None else stateless)
@@ -99,6 +101,8 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
         raise _context_error(e) from None
     except FieldError as e:
         raise unprocessable([e.field], str(e)) from None
+    if chained and conversations is not None and out.result.request_ids:
+        st.pilot.link_requests(out.result.request_ids, [conversations[i] for i in out.result.order])
     st.metrics.planning.observe(time.perf_counter() - t0)
     st.metrics.planned.inc(len(req.contexts))
     r = out.result
@@ -130,6 +134,16 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
         scheduled_contexts=r.reordered if schedule else None,
         replicas=[reps[p].name for p in out.placed] if routed else None,
     )
+
+
+def _chain(st: ServerState, parents: list[str | None] | None, n: int) -> list[str]:
+    """Conversations by parent request id (0.5.0 style): none given means
+    every context starts one; otherwise one parent (or null) per context."""
+    if parents is None:
+        parents = [None] * n
+    elif len(parents) != n:
+        raise unprocessable(["parent_request_ids"], f"needs one entry per context ({n}), got {len(parents)}")
+    return st.pilot.conversations_for(parents)
 
 
 def _replica(st: ServerState, ref: str, loc: list[Any]) -> Replica:
@@ -172,15 +186,25 @@ def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
             check_hint_template(req.hint_template)
         except ValueError as e:
             raise unprocessable(["hint_template"], str(e)) from None
+    if req.conversation_id is None and req.parent_request_ids is None:
+        raise unprocessable(["conversation_id"], "needs conversation_id or parent_request_ids")
     try:
-        results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
+        if req.conversation_id is not None:  # one turn of one conversation
+            conversations = [req.conversation_id] * len(req.contexts)
+            results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
+        else:  # one turn per context, each continuing its parent's conversation
+            ctxs = validate_contexts(req.contexts, allow_empty_context=True)
+            conversations = _chain(st, req.parent_request_ids, len(ctxs))
+            results = st.pilot.deduplicate_each(ctxs, conversations, req.hint_template)
     except ContextError as e:
         raise _context_error(e) from None
-    except ValueError as e:
-        raise unprocessable(["hint_template"], str(e)) from None
-    models = [_dedup_model(r, req.conversation_id, None) for r in results]
+    # nothing is planned or recorded; the ids only continue the chains
+    rids = new_request_ids(len(results))
+    st.pilot.link_requests(rids, conversations)
+    models = [_dedup_model(r, c, rid) for r, c, rid in zip(results, conversations, rids)]
     return DedupResponse(
         conversation_id=req.conversation_id,
+        request_ids=rids,
         results=models,
         total_blocks_deduped=sum(m.blocks_deduped for m in models),
         total_blocks=sum(m.blocks_total for m in models),

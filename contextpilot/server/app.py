@@ -173,9 +173,15 @@ def create_app(config: ServerConfig) -> FastAPI:
         }
         if st.state_file is not None:
             server["state_file"] = st.state_file.status
+        index_stats = await run_in_threadpool(st.replicas.index_stats)
+        # the 0.5.0 names beside ours, for its clients and dashboards
+        index_stats.setdefault("num_requests", index_stats["live_requests"])
+        index_stats.setdefault("num_nodes", index_stats["index_nodes"])
+        index_stats.setdefault("total_tokens", int(index_stats["index_tokens"]))
         return {
+            "status": "success",
             "index_check": await run_in_threadpool(_check_index, st) if check else None,
-            "index_stats": await run_in_threadpool(st.replicas.index_stats),
+            "index_stats": index_stats,
             "replicas": st.replica_stats(),
             "routing": {"policy": st.config.routing, "replicas": len(st.replicas)},
             "server": server,

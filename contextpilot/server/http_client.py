@@ -8,6 +8,7 @@ from contextpilot.client import (
     ContextPilotError,
     ContextPilotHTTPError,
     ContextPilotIndexClient,
+    ContextPilotNotSupportedError,
     ContextPilotValidationError,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "ContextPilotError",
     "ContextPilotHTTPError",
     "ContextPilotIndexClient",
+    "ContextPilotNotSupportedError",
     "ContextPilotValidationError",
 ]

@@ -53,21 +53,14 @@ class _Request(BaseModel):
 
 
 class ReorderRequest(_Request):
-    model_config = ConfigDict(
-        extra="ignore",
-        strict=True,
-        json_schema_extra={  # deduplicate needs the conversation(s)
-            "if": {"properties": {"deduplicate": {"const": True}}, "required": ["deduplicate"]},
-            "then": {
-                "anyOf": [
-                    {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
-                    {"required": ["conversation_ids"], "properties": {"conversation_ids": {"type": "array"}}},
-                ]
-            },
-        },
-    )
+    model_config = ConfigDict(extra="ignore", strict=True)
     contexts: list[list[BlockT]] = Field(min_length=1, description="one list of blocks per request")
-    deduplicate: bool = Field(False, description="also replace blocks a conversation sent before by hints")
+    deduplicate: bool = Field(
+        False,
+        description="also replace blocks a conversation sent before by hints; the conversation of each "
+        "context: conversation_ids, else conversation_id, else parent_request_ids (0.5.0 style), "
+        "else each context starts a new one",
+    )
     conversation_id: ShortStr | None = Field(None, description="conversation of every context")
     conversation_ids: list[ShortStr] | None = Field(None, description="conversation of each context")
     hint_template: str | None = Field(
@@ -80,7 +73,11 @@ class ReorderRequest(_Request):
     alpha: float | None = Field(None, description="accepted for compatibility; no effect")
     use_gpu: bool | None = Field(None, description="accepted for compatibility; set at server start")
     linkage_method: str | None = Field(None, description="accepted for compatibility; no effect")
-    parent_request_ids: list[str] | None = Field(None, description="accepted for compatibility; no effect")
+    parent_request_ids: list[ShortStr | None] | None = Field(
+        None,
+        description="with deduplicate (0.5.0 style): per context, the request id of the previous turn "
+        "(its conversation continues) or null (a new conversation)",
+    )
 
 
 class DedupResultModel(_Model):
@@ -132,13 +129,19 @@ class ReorderResponse(_Model):
 
 class DedupRequest(_Request):
     contexts: list[list[BlockT]] = Field(min_length=1)
-    conversation_id: ShortStr
+    conversation_id: ShortStr | None = Field(None, description="conversation of every context")
+    parent_request_ids: list[ShortStr | None] | None = Field(
+        None,
+        description="instead of conversation_id (0.5.0 style): per context, the previous turn's request id "
+        "or null for a new conversation; each result gets a request_id to pass as the next parent",
+    )
     hint_template: str | None = Field(None, max_length=10_000)
 
 
 class DedupResponse(_Model):
     status: str = "success"
-    conversation_id: str
+    conversation_id: str | None = Field(None, description="when the request named one")
+    request_ids: list[str] = Field(description="per context: its id, a parent for the next turn")
     results: list[DedupResultModel]
     total_blocks_deduped: int
     total_blocks: int
@@ -161,9 +164,11 @@ class EvictResponse(_Model):
     not_found: list[str]
     normalized_request_ids: list[str]
     ignored: list[str] = Field(description="engine health checks, never ours")
-    conversations_cleared: list[str] = Field(
-        default_factory=list,
-        description="always empty: eviction frees KV memory, it does not erase what a conversation said",
+    conversations_cleared: int = Field(
+        0, description="0.5.0 field, always 0: eviction frees KV memory, it does not erase a conversation"
+    )
+    cleared_conversation_ids: list[str] = Field(
+        default_factory=list, description="always empty (see conversations_cleared)"
     )
     nodes_removed: int
     requests_remaining: int
@@ -326,6 +331,9 @@ class IndexStatsModel(BaseModel):
     evicted_by_capacity: int
     evicted_by_ttl: int
     conversations: int
+    num_requests: int = Field(description="0.5.0 name of live_requests")
+    num_nodes: int = Field(description="0.5.0 name of index_nodes")
+    total_tokens: int = Field(description="0.5.0 name of index_tokens")
 
 
 class ServerStatsModel(BaseModel):
@@ -345,6 +353,7 @@ class RoutingInfo(BaseModel):
 
 
 class StatsResponse(_Model):
+    status: str = "success"
     index_stats: IndexStatsModel = Field(description="the live index (summed over replicas when several)")
     replicas: list[dict[str, Any]] = Field(description="per replica: index, load and routing, engine usage")
     routing: RoutingInfo
