@@ -159,3 +159,54 @@ def test_pilot_records_a_batch_as_one_by_one_recording_would():
     mine = set(r.request_ids)  # warm-up ids differ between the two pilots
     assert [x if x in mine else "warm" for x in got[1]] == [x if x in mine else "warm" for x in want[1]]
     assert pilot.index.stats().nodes == 5000
+
+
+# -- the exported state (what a snapshot holds) -------------------------------
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_export_matches_one_by_one_when_the_batch_fits(seed):
+    rng = random.Random(1000 + seed)
+    pre, batch = _rows(rng, rng.randrange(30)), _rows(rng, rng.randrange(1, 80))
+    a, b = _pair({}, pre)
+    assert _bulk(b, batch) == _one_by_one(a, batch)
+    assert b.export() == a.export()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_export_matches_one_by_one_with_the_caps_applied_after_the_batch(seed):
+    rng = random.Random(2000 + seed)
+    caps = {
+        "max_nodes": rng.choice([40, 12, 5]),
+        "max_requests": rng.choice([10**6, 25, 6]),
+        "capacity_tokens": rng.choice([None, 70.0, 20.0]),
+    }
+    pre, batch = _rows(rng, rng.randrange(30)), _rows(rng, rng.randrange(20, 80))
+    a, b = _pair(caps, pre)
+    a.max_nodes, a.max_requests, a.capacity_tokens = 10**9, 10**9, None
+    want_hits = _one_by_one(a, batch)
+    a.max_nodes, a.max_requests, a.capacity_tokens = (
+        caps["max_nodes"],
+        caps["max_requests"],
+        caps["capacity_tokens"],
+    )
+    a.expire()
+    assert _bulk(b, batch) == want_hits
+    assert b.stats().evicted_by_capacity > 0  # the caps did evict
+    assert b.export() == a.export()
+
+
+@pytest.mark.parametrize("caps", [{"max_nodes": 25}, {"capacity_tokens": 40.0}, {"max_requests": 7}])
+def test_export_matches_plain_one_by_one_when_evicted_content_is_not_resent(caps):
+    rng = random.Random(7)
+    rows = [[1000 * i + j for j in range(rng.randrange(1, 6))] for i in range(60)]
+    a, b = _pair(caps, _rows(rng, 10))
+    want = _one_by_one(a, rows)
+    assert _bulk(b, rows) == want
+    assert b.stats().evicted_by_capacity > 0
+    assert b.export() == a.export()
+    # and a restored copy of the bulk-recorded index is the same index
+    c = PrefixIndex(clock=lambda: 0.0, **caps)
+    c.load(b.export())
+    c.check()
+    assert c.export() == a.export()

@@ -56,8 +56,10 @@ def batch_trie(keys: np.ndarray, tokens: np.ndarray, lens: np.ndarray) -> BatchT
     # rows by decreasing length: the rows reaching depth d are a prefix
     by_len = np.argsort(-lens, kind="stable")
     sorted_lens = lens[by_len]
+    every = np.arange(n, dtype=np.int64)
     for d in range(int(lens.max(initial=0))):
-        rows = np.sort(by_len[: int(np.searchsorted(-sorted_lens, -d, side="left"))])
+        reach = int(np.searchsorted(-sorted_lens, -d, side="left"))
+        rows = every if reach == n else np.sort(by_len[:reach])
         pos = offs[rows] + d
         par = node[pos - 1].astype(np.int64) if d else np.full(len(pos), -1, dtype=np.int64)
         code = (par + 1) * width + keys[pos]

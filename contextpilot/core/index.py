@@ -29,7 +29,6 @@ O(len(path)); each eviction is O(log n) amortised.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 import threading
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from contextpilot.core.batch_trie import BatchTrie, batch_trie
+from contextpilot.core.gcpause import gc_paused
 from contextpilot.core.persist import SnapshotError, as_dict, as_int, as_list, as_seconds
 
 __all__ = ["EvictionReport", "IndexNode", "IndexStats", "PrefixIndex"]
@@ -354,13 +354,8 @@ class PrefixIndex:
         n = len(lens)
         if len(rids) != n or int(lens.sum()) != len(kid) or len(tokens) != len(kid):
             raise ValueError("keys, tokens, lens and rids do not line up")
-        gc_was_on = gc.isenabled()
-        gc.disable()  # up to max_nodes new objects, no cycles among them to find
-        try:
+        with gc_paused(long_lived=True):  # up to max_nodes new nodes, no cycles
             return self._insert_batch(kid, ukeys, tokens, lens, rids)
-        finally:
-            if gc_was_on:
-                gc.enable()
 
     def _insert_batch(
         self, kid: np.ndarray, ukeys: np.ndarray, tokens: np.ndarray, lens: np.ndarray, rids: Sequence[str]
@@ -477,6 +472,9 @@ class PrefixIndex:
         is_matched = _mask(len(trie), matched)
         idx = np.flatnonzero(keep & ((refs > 0) | is_matched))
         new = idx[~is_matched[idx]]
+        # parents first, and each node's new children in the order their
+        # first request reached them (the children order one-by-one gives)
+        new = new[np.lexsort((trie.first[new], trie.depth[new]))]
         # matched nodes: refreshed in place (refs added, last use moved up)
         for v, r, tick in zip(
             (m := idx[is_matched[idx]]).tolist(), refs[m].tolist(), (trie.last[m] + base + 1).tolist()
@@ -485,7 +483,6 @@ class PrefixIndex:
             node.refs += r
             node.tick, node.stamp = tick, now
             objs[v] = node
-        # new nodes, parents first (nodes are numbered depth by depth)
         for v, p, k, t, tick, r in zip(
             new.tolist(),
             trie.parent[new].tolist(),

@@ -40,6 +40,7 @@ from contextpilot.core.dedup import (
     check_hint_template,
     deduplicate_turn,
 )
+from contextpilot.core.gcpause import gc_paused
 from contextpilot.core.ids import is_health_check, new_request_id, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport, PrefixIndex
 from contextpilot.core.lineage import RequestLineage
@@ -230,6 +231,10 @@ class ContextPilot:
     def _record_batch(self, flat: FlatSchedule) -> tuple[list[str], list[int]]:
         """The index learns a whole planned batch at once (see
         ``PrefixIndex.insert_batch``); returns the ids and hits."""
+        with gc_paused(long_lived=True):  # the index's new nodes and the ring's rows stay
+            return self._record_flat(flat)
+
+    def _record_flat(self, flat: FlatSchedule) -> tuple[list[str], list[int]]:
         rids = new_request_ids(len(flat.lens))
         ukeys, of_pid = np.unique(flat.keys, return_inverse=True)  # per pid: small
         kid = of_pid.reshape(-1)[flat.pids]
