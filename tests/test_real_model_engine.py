@@ -30,8 +30,8 @@ from contextpilot.bench.engine import LlamaServer, find_llama_server
 from contextpilot.bench.llama_client import get_json, post_json, score_gold, serve, swa_status
 from contextpilot.bench.methods import retrieval_order
 from contextpilot.bench.product_path import ProductPath
-from contextpilot.bench.real_model_replay import Engine
 from contextpilot.bench.real_model_cases import Case, Condition, prompt_text
+from contextpilot.bench.real_model_replay import Engine
 from contextpilot.bench.real_models import MODELS, fetch_model
 
 pytestmark = pytest.mark.real_model
