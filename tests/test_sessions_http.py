@@ -272,3 +272,15 @@ def test_store_export_parse_round_trip_and_downtime():
     assert gone.ids() == []
     with pytest.raises(ValueError, match="chats\\[0\\].history"):
         other.parse([{**rows[0], "history": [["user"]]}])
+
+
+def test_max_sessions_flag_bounds_chat_sessions(eng):
+    # --max-sessions 2 on a real server: a third session pushes out the least recently used
+    with server(eng.url, "--max-sessions", "2") as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        for sid in ("m1", "m2", "m3"):
+            r = c.post("/chat/sessions", json={"session_id": sid, "system_prompt": "sys"})
+            assert r.status_code == 200, r.text
+        listed = c.get("/chat/sessions").json()
+        assert listed["count"] == 2
+        assert sorted(x["session_id"] for x in listed["sessions"]) == ["m2", "m3"]
+        assert c.get("/chat/sessions/m1").status_code == 404

@@ -204,6 +204,9 @@ def build_replicas(config: ServerConfig, specs: Sequence[EngineSpec] | None = No
             ttl=config.ttl,
             max_conversations=config.max_sessions,
             conversation_ttl=config.session_ttl,
+            # chat sessions (/chat/sessions) share the same bounds as dedup conversations
+            max_chat_sessions=config.max_sessions,
+            chat_ttl=config.session_ttl,
             workers=config.planning_workers,
             chunk_size=config.planning_chunk,
         )
