@@ -196,14 +196,9 @@ class Forwarder:
                 return Response(ans.raw, status_code=200, headers=engine_headers(ans.resp, rid))
             out = openai_response(ans.result, chat=chat, rid=rid, model=model)
             return JSONResponse(out, headers={RID_HEADER: rid})
-        st.in_flight += 1
-        try:
-            resp = await self.send("/completion", native)
-        except EngineError as e:
-            st.in_flight -= 1
-            st.error(e.kind)
-            st.finish(rid, label, prompt, None, started=started, status=e.status)
-            return e.response(headers={RID_HEADER: rid})
+        resp = await self._open(native, rid, prompt, label, started)
+        if isinstance(resp, EngineError):
+            return resp.response(headers={RID_HEADER: rid})
         if resp.status_code != 200:
             return await self._refused_stream(resp, rid, prompt, label, started)
         translator = None
@@ -217,6 +212,22 @@ class Forwarder:
             headers=engine_headers(resp, rid),
             background=BackgroundTask(resp.aclose),
         )
+
+    async def _open(
+        self, native: dict[str, Any], rid: str, prompt: str | list[int], label: str, started: float
+    ) -> httpx.Response | EngineError:
+        """Send one native request, counted in flight; an engine that cannot be
+        reached is accounted for here (in-flight released, error and request
+        logged) and returned as the error."""
+        st = self.st
+        st.in_flight += 1
+        try:
+            return await self.send("/completion", native)
+        except EngineError as e:
+            st.in_flight -= 1
+            st.error(e.kind)
+            st.finish(rid, label, prompt, None, started=started, status=e.status)
+            return e
 
     async def _refused_stream(
         self, resp: httpx.Response, rid: str, prompt: str | list[int], label: str, started: float
@@ -241,14 +252,9 @@ class Forwarder:
     ) -> _Answer:
         """One non-streamed native request, read whole and accounted for."""
         st = self.st
-        st.in_flight += 1
-        try:
-            resp = await self.send("/completion", native)
-        except EngineError as e:
-            st.in_flight -= 1
-            st.error(e.kind)
-            st.finish(rid, label, prompt, None, started=started, status=e.status)
-            return _Answer(error=e)
+        resp = await self._open(native, rid, prompt, label, started)
+        if isinstance(resp, EngineError):
+            return _Answer(error=resp)
         try:
             raw = await resp.aread()
         except httpx.HTTPError as e:
