@@ -15,7 +15,8 @@ from itertools import chain
 import numpy as np
 
 from contextpilot.core.blocks import Block, BlockTable
-from contextpilot.core.cluster import Forest, _csr, build_forest, popular_rank
+from contextpilot.core.candidates import incidence, popular_rank
+from contextpilot.core.cluster import Forest, build_forest
 from contextpilot.core.order import Emitter, PlanItems
 from contextpilot.core.planner import Plan
 
@@ -50,7 +51,7 @@ def _chunks(requests: list[list[int]], chunk_size: int, n_pids: int) -> list[lis
     n = len(requests)
     if n <= chunk_size:
         return [list(range(n))]
-    rows, cols = _csr(requests)
+    rows, cols = incidence(requests)
     freq = np.bincount(cols, minlength=n_pids)
     order = np.argsort(popular_rank(rows, cols, n, freq), kind="stable")
     return [order[i : i + chunk_size].tolist() for i in range(0, n, chunk_size)]

@@ -143,9 +143,8 @@ def test_former_cycles_are_gone(name: str) -> None:
     assert not any(name in c for c in cycles(g))
 
 
-#: private names one module may still import from another; owned by the
-#: planner split (core/planner.py and core/cluster.py), which removes them
-PRIVATE_IMPORTS_ALLOWED = {("contextpilot.core.planner", "contextpilot.core.cluster", "_popular_key")}
+#: private names one module may still import from another (none left)
+PRIVATE_IMPORTS_ALLOWED: set[tuple[str, str, str]] = set()
 
 
 def private_imports(root: Path) -> set[tuple[str, str, str]]:

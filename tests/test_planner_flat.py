@@ -165,7 +165,7 @@ def test_intern_flat_keeps_earlier_blocks_when_the_counter_fails():
 
 
 def test_popular_rank_partition_path_matches_the_full_sort(monkeypatch):
-    from contextpilot.core import cluster
+    from contextpilot.core import candidates
 
     rng = np.random.default_rng(1)
     cases = []
@@ -175,10 +175,10 @@ def test_popular_rank_partition_path_matches_the_full_sort(monkeypatch):
         cases.append((n, nb, [frozenset(rng.choice(nb, size=int(s), replace=False).tolist()) for s in sizes]))
     fast = []
     for n, nb, sets in cases:
-        rows, cols = cluster._csr(sets)
-        assert cluster._three_smallest(rows, cols, n, nb) is not None
-        fast.append(cluster.popular_rank(rows, cols, n, np.bincount(cols, minlength=nb)))
-    monkeypatch.setattr(cluster, "_three_smallest", lambda *a: None)
+        rows, cols = candidates.incidence(sets)
+        assert candidates._three_smallest(rows, cols, n, nb) is not None
+        fast.append(candidates.popular_rank(rows, cols, n, np.bincount(cols, minlength=nb)))
+    monkeypatch.setattr(candidates, "_three_smallest", lambda *a: None)
     for (n, nb, sets), got in zip(cases, fast):
-        rows, cols = cluster._csr(sets)
-        assert (got == cluster.popular_rank(rows, cols, n, np.bincount(cols, minlength=nb))).all()
+        rows, cols = candidates.incidence(sets)
+        assert (got == candidates.popular_rank(rows, cols, n, np.bincount(cols, minlength=nb))).all()

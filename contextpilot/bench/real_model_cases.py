@@ -65,7 +65,6 @@ def prompt_text(blocks: Sequence[str], query: str, original: Sequence[str], cond
     return "\n\n".join(parts)
 
 
-
 # ---------------------------------------------------------------- workloads
 
 

@@ -83,6 +83,7 @@ def _pct(sorted_vals: Sequence[float], q: float) -> float:
 
 Plan = tuple[list[int], list[list[str]]]
 
+
 class Player:
     """One ordering's replay on its own fresh llama-server (and, for the
     product path, its own contextpilot server and llama.cpp proxy), served

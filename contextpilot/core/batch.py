@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from contextpilot.core.blocks import Block, BlockTable
-from contextpilot.core.cluster import popular_rank
+from contextpilot.core.candidates import popular_rank
 
 __all__ = ["FLAT_MIN_BLOCKS", "Batch", "as_objects", "chunk_indices", "intern_batch", "split"]
 

@@ -10,7 +10,7 @@ numpy/scipy (no Ray).
 1. **Cut**: find communities by a few rounds of label propagation on the
    request-block graph (token-weighted), order the requests community by
    community (members, and communities by their first member, in the
-   planner's popular-block sort, :func:`contextpilot.core.cluster.popular_rank`,
+   planner's popular-block sort, :func:`contextpilot.core.candidates.popular_rank`,
    the one that cuts huge batches into chunks), and cut that sequence into
    ``replicas`` contiguous ranges of equal tokens. A community larger than
    a shard is cut along the popular-block sort.
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from contextpilot.core.cluster import popular_rank
+from contextpilot.core.candidates import popular_rank
 from contextpilot.distributed.signatures import Signatures
 
 __all__ = ["DEFAULT_IMBALANCE", "Partition", "partition", "token_cut"]
