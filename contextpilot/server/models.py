@@ -256,14 +256,16 @@ class ErrorBody(_Model):
     detail: str
 
 
-class EngineError(_Model):
+class EngineErrorDetail(_Model):
+    """The ``error`` object of an engine failure the proxy maps (OpenAI's shape)."""
+
     message: str
     type: str
     code: int
 
 
 class EngineErrorBody(_Model):
-    error: EngineError
+    error: EngineErrorDetail
 
 
 class StatusResponse(_Model):
