@@ -11,8 +11,9 @@ is logged and retried at the next interval; it never stops the server.
 
 Time is explicit: ``clock`` stamps ``last_saved`` (wall time, default
 :func:`time.time`) and ``sleep`` paces the periodic saves (default
-:func:`asyncio.sleep`). ``status["saves"]`` counts finished saves, the
-event a caller waits on rather than a guessed interval.
+:func:`asyncio.sleep`). ``status["saves"]`` counts finished saves and
+:meth:`StateFile.wait_saves` blocks until a count is reached, so a caller
+waits for the event rather than for a guessed interval.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class StateFile:
         self.clock = clock
         self.sleep = sleep
         self._save_lock = threading.Lock()  # one writer at a time (periodic vs shutdown)
+        self._saved = threading.Condition()  # notified after every save round
         self._status = {name: _fresh_status(file) for name, (file, _) in self.files.items()}
 
     @property
@@ -103,6 +105,14 @@ class StateFile:
         with self._save_lock:
             for name, (file, pilot) in self.files.items():
                 self._save(file, pilot, self._status[name], self.clock)
+        with self._saved:
+            self._saved.notify_all()
+
+    def wait_saves(self, count: int, timeout: float) -> bool:
+        """Block until the first file was saved ``count`` times in all
+        (``status["saves"]``); False after ``timeout`` seconds."""
+        with self._saved:
+            return self._saved.wait_for(lambda: self._status[""]["saves"] >= count, timeout)
 
     @staticmethod
     def _save(path: str, pilot: ContextPilot, status: dict[str, Any], clock: Callable[[], float]) -> None:
