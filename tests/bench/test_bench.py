@@ -11,8 +11,9 @@ import textwrap
 import pytest
 
 from contextpilot.bench import report
-from contextpilot.bench.__main__ import _capacities, main
+from contextpilot.bench.__main__ import main
 from contextpilot.bench.methods import External
+from contextpilot.bench.options import parse_capacities
 from contextpilot.bench.progress import progress
 from contextpilot.bench.scale import MODES, WORKLOADS, fit_exponent, measure, text_vs_ids
 from contextpilot.cli import main as cli_main
@@ -92,10 +93,10 @@ def test_external_failures_are_reported(tmp_path):
 
 
 def test_capacity_parsing():
-    assert _capacities("inf,64x,16") == [None, 64.0, 16.0]
+    assert parse_capacities("inf,64x,16") == [None, 64.0, 16.0]
     for bad in ("zero", "-1"):
         with pytest.raises(argparse.ArgumentTypeError):
-            _capacities(bad)
+            parse_capacities(bad)
 
 
 def test_scale_measure_through_the_front_object_and_fit():
