@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from contextpilot.bench.processes import free_port, stop_process
 from contextpilot.bench.tiny_model import text_to_tokens, write_tiny_llama
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "find_llama_server",
     "replay_llama",
     "replay_openai",
-    "stop_process",
 ]
 
 log = logging.getLogger("contextpilot.bench")
@@ -77,25 +76,6 @@ def find_llama_server(build: bool = False) -> Path | None:
         out = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
         return Path(out.stdout.strip().splitlines()[-1])
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child process if it still runs: terminate, then kill after
-    ``grace`` seconds; returns once it is reaped."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _post(url: str, body: dict, timeout: float) -> dict:

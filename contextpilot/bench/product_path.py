@@ -14,8 +14,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from contextpilot.bench.engine import free_port, stop_process
 from contextpilot.bench.llama_client import get_json, post_json
+from contextpilot.bench.processes import free_port, stop_process
 
 __all__ = ["ProductPath"]
 
