@@ -43,6 +43,7 @@ __all__ = [
     "Proc",
     "answers",
     "free_port",
+    "read_log",
     "spawn",
     "spawn_server",
     "spawn_sim_engine",
@@ -79,6 +80,18 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def read_log(log: IO[bytes]) -> str:
+    """Everything written to ``log`` (a child's stdout and stderr) so far,
+    decoded; the file position is left where it was."""
+    log.flush()
+    pos = log.tell()
+    try:
+        log.seek(0)
+        return log.read().decode(errors="replace")
+    finally:
+        log.seek(pos)
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
@@ -127,20 +140,15 @@ class Proc:
 
     def output(self) -> str:
         """Everything the process has written to stdout and stderr so far."""
-        if self._final is not None:
-            return self._final
-        self._log.flush()
-        pos = self._log.tell()
-        try:
-            self._log.seek(0)
-            return self._log.read().decode(errors="replace")
-        finally:
-            self._log.seek(pos)
+        return self._final if self._final is not None else read_log(self._log)
 
-    def _close(self) -> None:
-        """Keep the whole output and close the log (the process has exited)."""
-        self._final = self.output()
-        self._log.close()
+    def close(self) -> None:
+        """Stop the process (:func:`stop_process`), keep its whole output and
+        close its log; idempotent."""
+        stop_process(self.popen)
+        if self._final is None:
+            self._final = read_log(self._log)
+            self._log.close()
 
 
 @contextlib.contextmanager
@@ -174,8 +182,7 @@ def spawn(
         wait_ready(popen, proc.url + ready, name=module, timeout=timeout, output=proc.output)
         yield proc
     finally:
-        stop_process(popen)
-        proc._close()
+        proc.close()
 
 
 def spawn_sim_engine(*args: str, timeout: float = 30.0) -> contextlib.AbstractContextManager[Proc]:
