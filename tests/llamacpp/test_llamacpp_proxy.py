@@ -1,5 +1,5 @@
 """The llama.cpp proxy as a real process, between a real contextpilot server
-and a stand-in speaking llama-server's native protocol (tests/support/llamacpp_fake.py).
+and a stand-in speaking llama-server's native protocol (contextpilot/sim/llama_server.py).
 The same path on the real llama-server: tests/llamacpp/test_llamacpp_real.py."""
 
 from __future__ import annotations
