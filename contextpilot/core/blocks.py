@@ -23,7 +23,8 @@ import array
 import hashlib
 import math
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -37,6 +38,8 @@ __all__ = [
     "BlockTable",
     "Context",
     "ContextError",
+    "ContextLimits",
+    "LimitError",
     "TokenCounter",
     "default_token_counter",
     "make_token_counter",
@@ -54,6 +57,36 @@ class ContextError(ValueError):
     def __init__(self, message: str, path: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.path = path
+
+
+class LimitError(ContextError):
+    """A size limit of :class:`ContextLimits` exceeded: ``limit`` names the
+    field (``"max_contexts"``, ``"max_blocks_per_context"``,
+    ``"max_block_chars"``), ``allowed`` its value, ``found`` what was seen."""
+
+    def __init__(self, limit: str, allowed: int, found: int, path: tuple[int, ...] = ()) -> None:
+        where = "contexts" + "".join(f"[{i}]" for i in path)
+        super().__init__(f"{where}: {limit} is {allowed}, got {found}", path)
+        self.limit, self.allowed, self.found = limit, allowed, found
+
+
+@dataclass(frozen=True)
+class ContextLimits:
+    """Size limits :func:`validate_contexts` checks in its one walk (``None``: no limit)."""
+
+    max_contexts: int | None = None
+    max_blocks_per_context: int | None = None
+    max_block_chars: int | None = None
+
+    def check_row(self, row: list[Any], i: int) -> None:
+        """One context: its block count, and the length of its text blocks."""
+        cap, chars = self.max_blocks_per_context, self.max_block_chars
+        if cap is not None and len(row) > cap:
+            raise LimitError("max_blocks_per_context", cap, len(row), (i,))
+        if chars is not None:
+            for j, b in enumerate(row):
+                if isinstance(b, str) and len(b) > chars:
+                    raise LimitError("max_block_chars", chars, len(b), (i, j))
 
 
 #: Token length assumed for an id block when the caller gives no estimator.
@@ -124,20 +157,30 @@ def _check_block(block: Any, where: str, path: tuple[int, ...] = ()) -> Block:
 
 
 def validate_contexts(
-    contexts: Any, *, allow_empty_context: bool = False, copy: bool = True
+    contexts: Any,
+    *,
+    allow_empty_context: bool = False,
+    copy: bool = True,
+    limits: ContextLimits | None = None,
 ) -> list[list[Block]]:
     """Check a batch of contexts and return it as a list of lists.
 
     Raises ``ValueError`` naming the first offending position
     (``contexts[i][j]``) for: a non-list batch or context, ``None``,
     floats, bools or other types, a batch mixing ints and strings, and
-    (unless allowed) an empty context. An empty batch is valid. O(total
-    blocks). ``copy=False``: contexts that are lists already are returned
-    as they are (for callers that only read them: a million-request batch
-    is not held twice).
+    (unless allowed) an empty context; with ``limits``, a
+    :class:`LimitError` for a batch, context or text block over its limit,
+    in the same walk. An empty batch is valid. O(total blocks).
+    ``copy=False``: contexts that are lists already are returned as they
+    are (for callers that only read them: a million-request batch is not
+    held twice).
     """
     if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
         raise ValueError("contexts must be a list of lists of blocks (int or str)")
+    most = limits.max_contexts if limits is not None else None
+    if most is not None and isinstance(contexts, Sized) and len(contexts) > most:
+        raise LimitError("max_contexts", most, len(contexts))
+    chars = limits.max_block_chars if limits is not None else None
     out: list[list[Block]] = []
     kinds: set[type] = set()
     for i, ctx in enumerate(contexts):
@@ -149,13 +192,23 @@ def validate_contexts(
         kinds.update(map(type, row))
         if not (kinds <= {int} or kinds <= {str}):
             break  # the slow path below names the position
+        if limits is not None:
+            if most is not None and i >= most:
+                raise LimitError("max_contexts", most, i + 1)
+            cap = limits.max_blocks_per_context
+            if (cap is not None and len(row) > cap) or (
+                chars is not None and kinds <= {str} and max(map(len, row), default=0) > chars
+            ):
+                limits.check_row(row, i)
         out.append(row)
     else:
         return out
-    return _validate_slowly(contexts, allow_empty_context)
+    return _validate_slowly(contexts, allow_empty_context, limits)
 
 
-def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list[Block]]:
+def _validate_slowly(
+    contexts: Iterable, allow_empty_context: bool, limits: ContextLimits | None
+) -> list[list[Block]]:
     out: list[list[Block]] = []
     kind: type | None = None
     first_at = ""
@@ -178,6 +231,10 @@ def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list
             row.append(b)
         if not row and not allow_empty_context:
             raise ContextError(f"contexts[{i}] is empty; every context needs at least one block", (i,))
+        if limits is not None:
+            if limits.max_contexts is not None and i >= limits.max_contexts:
+                raise LimitError("max_contexts", limits.max_contexts, i + 1)
+            limits.check_row(row, i)
         out.append(row)
     return out
 
