@@ -40,7 +40,7 @@ def test_placement_splits_and_keeps_the_contract() -> None:
     pilots = [ContextPilot(), ContextPilot()]
     contexts = [[1, 2, 3], [7, 8, 9], [1, 2, 4], [7, 8]]
 
-    def place(ctxs, table, groups):  # type: ignore[no-untyped-def]
+    def place(batch):  # type: ignore[no-untyped-def]
         return {0: [0, 2], 1: [1, 3]}
 
     out = reorder_over(pilots, contexts, place=place)
