@@ -11,7 +11,7 @@ import contextpilot.core.clustered as clustered_mod
 import contextpilot.core.planner as planner_mod
 from contextpilot import ContextPilot
 from contextpilot.core.blocks import BlockTable, ContextLimits, LimitError, validate_contexts
-from contextpilot.core.clustered import cluster_once
+from contextpilot.core.clustered import cluster_once, tree_leaves
 from contextpilot.core.fanout import BatchView, reorder_over
 from contextpilot.core.planner import plan
 
@@ -58,7 +58,9 @@ def test_one_walk_one_clustering_and_the_contract(monkeypatch: pytest.MonkeyPatc
     CountingList.walks = 0
     out = reorder_over(pilots, CountingList(contexts), place=by_groups)
     assert CountingList.walks == 1  # validated (limits included) in one walk, never walked again
-    assert calls == [(clustered_mod.__name__, len(contexts))]  # one forest; no plan per replica
+    # one forest of the batch, each group (tree) then refined on its own; no plan per replica
+    assert calls[0] == (clustered_mod.__name__, len(contexts))
+    assert all(name == clustered_mod.__name__ and size <= 5 for name, size in calls[1:]) and len(calls) <= 5
     r = out.result
     assert sorted(r.order) == list(range(len(contexts)))
     for j, i in enumerate(r.order):
@@ -143,3 +145,21 @@ def test_limits_are_checked_in_the_validation_walk(contexts, limit, path) -> Non
     with pytest.raises(LimitError):
         validate_contexts(iter([[1]] * 4), limits=limits)
     assert validate_contexts([["x" * 10] * 3] * 3, limits=limits)
+
+
+@pytest.mark.parametrize("refine_min", [3, 10**9])
+def test_refined_forest_keeps_the_groups_and_the_forest_invariants(monkeypatch, refine_min) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(clustered_mod, "REFINE_MIN", refine_min)
+    contexts = topics(5, 7) + [[1, 2], [2, 3], [77777]]
+    c = cluster_once(validate_contexts(contexts), BlockTable())
+    f = c.forest
+    assert sorted(i for g in c.groups for i in g) == list(range(len(contexts)))
+    for t, g in enumerate(c.groups):
+        below = [i for r in c.tree_roots[t] for i in tree_leaves(f, r)]
+        assert sorted(below) == sorted(g) and all(c.tree_of[i] == t for i in g)
+    assert sorted(r for rs in c.tree_roots for r in rs) == sorted(f.roots)
+    for j, (a, b) in enumerate(zip(f.left, f.right)):
+        v = f.n_leaves + j
+        assert a < v and b < v
+        leaves = tree_leaves(f, v)
+        assert f.inter[v] == frozenset.intersection(*(frozenset(c.rows[i]) for i in leaves))
