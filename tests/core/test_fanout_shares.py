@@ -58,9 +58,8 @@ def test_one_walk_one_clustering_and_the_contract(monkeypatch: pytest.MonkeyPatc
     CountingList.walks = 0
     out = reorder_over(pilots, CountingList(contexts), place=by_groups)
     assert CountingList.walks == 1  # validated (limits included) in one walk, never walked again
-    # one forest of the batch, each group (tree) then refined on its own; no plan per replica
-    assert calls[0] == (clustered_mod.__name__, len(contexts))
-    assert all(name == clustered_mod.__name__ and size <= 5 for name, size in calls[1:]) and len(calls) <= 5
+    # one forest of the batch (no tree reaches REFINE_MIN requests: none refined); no plan per replica
+    assert calls == [(clustered_mod.__name__, len(contexts))]
     r = out.result
     assert sorted(r.order) == list(range(len(contexts)))
     for j, i in enumerate(r.order):
@@ -147,11 +146,13 @@ def test_limits_are_checked_in_the_validation_walk(contexts, limit, path) -> Non
     assert validate_contexts([["x" * 10] * 3] * 3, limits=limits)
 
 
-@pytest.mark.parametrize("refine_min", [3, 10**9])
-def test_refined_forest_keeps_the_groups_and_the_forest_invariants(monkeypatch, refine_min) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(clustered_mod, "REFINE_MIN", refine_min)
+@pytest.mark.parametrize(("refine_min", "trees"), [(3, 5), (7, 5), (8, 1), (10, 0), (0, 0)])
+def test_refined_forest_keeps_the_groups_and_the_forest_invariants(refine_min, trees) -> None:  # type: ignore[no-untyped-def]
     contexts = topics(5, 7) + [[1, 2], [2, 3], [77777]]
-    c = cluster_once(validate_contexts(contexts), BlockTable())
+    c = cluster_once(validate_contexts(contexts), BlockTable(), refine_min=refine_min)
+    assert (
+        c.timings["refined"] == trees
+    )  # trees of 7, 7, 7, 7 and 9 requests (topic 0 with [1, 2] and [2, 3])
     f = c.forest
     assert sorted(i for g in c.groups for i in g) == list(range(len(contexts)))
     for t, g in enumerate(c.groups):
@@ -163,3 +164,8 @@ def test_refined_forest_keeps_the_groups_and_the_forest_invariants(monkeypatch, 
         assert a < v and b < v
         leaves = tree_leaves(f, v)
         assert f.inter[v] == frozenset.intersection(*(frozenset(c.rows[i]) for i in leaves))
+
+
+def test_refine_min_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="refine_min"):
+        cluster_once([[1, 2], [1, 3]], BlockTable(), refine_min=-1)
