@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from contextpilot.core.blocks import Block, validate_contexts
+from contextpilot.core.blocks import Block, ContextLimits, validate_contexts
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import DedupLedger, DedupResult, deduplicate_turn
 from contextpilot.core.live_plan import ReorderResult
@@ -124,13 +124,16 @@ class OnlineMethods:
         contexts: Sequence[Sequence[Block]],
         conversation_id: str,
         hint_template: str | None = None,
+        *,
+        limits: ContextLimits | None = None,
     ) -> list[DedupResult]:
         """Replace blocks this conversation sent before by reference hints.
 
         Works on the contexts as given (call after :meth:`reorder` to dedup
-        the order you will send).
+        the order you will send). ``limits``: size limits checked in the
+        same validation walk (a :class:`~contextpilot.core.blocks.LimitError`).
         """
-        ctxs = validate_contexts(contexts, allow_empty_context=True)
+        ctxs = validate_contexts(contexts, allow_empty_context=True, limits=limits)
         with self.hold():
             return deduplicate_turn(
                 self.conversations, ctxs, conversation_id, hint_template or self.hint_template

@@ -185,7 +185,8 @@ async def schedule(
 
 
 def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
-    st.limits.contexts(req.contexts)
+    # the contexts (size limits included) are checked in the core's one validation walk
+    limits = st.limits.context_limits
     if req.hint_template is not None:
         try:
             check_hint_template(req.hint_template)
@@ -196,11 +197,15 @@ def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
     try:
         if req.conversation_id is not None:  # one turn of one conversation
             conversations = [req.conversation_id] * len(req.contexts)
-            results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
+            results = st.pilot.deduplicate(
+                req.contexts, req.conversation_id, req.hint_template, limits=limits
+            )
         else:  # one turn per context, each continuing its parent's conversation
-            ctxs = validate_contexts(req.contexts, allow_empty_context=True)
+            ctxs = validate_contexts(req.contexts, allow_empty_context=True, limits=limits)
             conversations = _chain(st, req.parent_request_ids, len(ctxs))
             results = st.pilot.deduplicate_each(ctxs, conversations, req.hint_template)
+    except LimitError as e:
+        raise st.limits.error(e) from None
     except ContextError as e:
         raise _context_error(e) from None
     # nothing is planned or recorded; the ids only continue the chains

@@ -76,18 +76,6 @@ class Limits:
         if len(value) > self.max_block_chars:
             raise self._too_many_chars(len(value), loc)
 
-    def contexts(self, contexts: Sequence[Sequence[Any]], field: str = "contexts") -> None:
-        """Count of contexts, blocks per context, characters per text block
-        (for bodies the core does not validate; ``/reorder`` passes
-        :attr:`context_limits` to the core's validation instead)."""
-        self.items(contexts, [field])
-        for i, ctx in enumerate(contexts):
-            if len(ctx) > self.max_blocks_per_context:
-                raise self._too_long(len(ctx), [field, i])
-            for j, b in enumerate(ctx):
-                if isinstance(b, str):
-                    self.text(b, [field, i, j])
-
 
 def _block_schema(kind: str, limits: Limits) -> dict[str, Any]:
     if kind == "integer":
