@@ -4,7 +4,7 @@ What the server's handler calls, so it only translates requests and
 responses:
 
 1. check everything once, before any state changes: the contexts, in one
-   walk (:func:`~contextpilot.core.blocks.validate_contexts`, with the
+   walk (:func:`~contextpilot.core.validation.validate_contexts`, with the
    caller's size limits), one conversation per context and the hint
    template when deduplicating;
 2. place each context on a pilot (``place``: the caller's routing policy;
@@ -36,10 +36,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from contextpilot.core.blocks import Block, BlockTable, ContextLimits, validate_contexts
+from contextpilot.core.blocks import Block, BlockTable
 from contextpilot.core.clustered import REFINE_MIN, Clustered, cluster_once
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.pilot import ContextPilot, ReorderResult
+from contextpilot.core.validation import ContextLimits, validate_contexts
 
 __all__ = ["BatchView", "FanoutResult", "FieldError", "Placement", "reorder_over"]
 
@@ -124,8 +125,8 @@ def reorder_over(
     """Plan, deduplicate (with ``conversations``, one per context) and record
     a batch over ``pilots``; see the module docstring. ``limits``: size
     limits checked in the validation walk. Raises
-    :class:`~contextpilot.core.blocks.ContextError` (a
-    :class:`~contextpilot.core.blocks.LimitError` for a size limit) or
+    :class:`~contextpilot.core.validation.ContextError` (a
+    :class:`~contextpilot.core.validation.LimitError` for a size limit) or
     :class:`FieldError` before anything changes."""
     ctxs = validate_contexts(contexts, copy=False, limits=limits)  # planning only reads them
     if conversations is not None:

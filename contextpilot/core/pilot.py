@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from contextpilot.core.blocks import Block, BlockTable, validate_contexts
+from contextpilot.core.blocks import Block, BlockTable
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.clustered import Clustered, Share
 from contextpilot.core.dedup import DedupLedger, check_hint_template
@@ -47,6 +47,7 @@ from contextpilot.core.pilot_online import OnlineMethods
 from contextpilot.core.pilot_state import PilotState
 from contextpilot.core.planner import DEFAULT_CHUNK, PlanOptions
 from contextpilot.core.recent import RecentRequests
+from contextpilot.core.validation import validate_contexts
 
 __all__ = ["ChatSession", "ChatStore", "ContextPilot", "ReorderResult"]
 
@@ -219,7 +220,7 @@ class ContextPilot(OnlineMethods):
         """Like :meth:`reorder_detailed`, but nothing is recorded (no request
         ids): the caller records what it finally sends with :meth:`record_sent`
         (e.g. after dedup hints replaced repeats). ``contexts`` must come from
-        :func:`~contextpilot.core.blocks.validate_contexts` (checked once by
+        :func:`~contextpilot.core.validation.validate_contexts` (checked once by
         the caller, for a whole batch split over several pilots)."""
         use_state = not (self.stateless if stateless is None else stateless)
         with self._lock:

@@ -18,11 +18,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from contextpilot.core.blocks import Block, ContextLimits, validate_contexts
+from contextpilot.core.blocks import Block
 from contextpilot.core.chat import ChatSession, ChatStore
 from contextpilot.core.dedup import DedupLedger, DedupResult, deduplicate_turn
 from contextpilot.core.live_plan import ReorderResult
 from contextpilot.core.prompt import build_messages, check_docs
+from contextpilot.core.validation import ContextLimits, validate_contexts
 
 __all__ = ["OnlineMethods", "PilotCore"]
 
@@ -131,7 +132,7 @@ class OnlineMethods:
 
         Works on the contexts as given (call after :meth:`reorder` to dedup
         the order you will send). ``limits``: size limits checked in the
-        same validation walk (a :class:`~contextpilot.core.blocks.LimitError`).
+        same validation walk (a :class:`~contextpilot.core.validation.LimitError`).
         """
         ctxs = validate_contexts(contexts, allow_empty_context=True, limits=limits)
         with self.hold():
@@ -147,7 +148,7 @@ class OnlineMethods:
     ) -> list[DedupResult]:
         """Like :meth:`deduplicate`, with one conversation per context, in
         order, under one lock. ``contexts`` must come from
-        :func:`~contextpilot.core.blocks.validate_contexts` (checked once by
+        :func:`~contextpilot.core.validation.validate_contexts` (checked once by
         the caller). O(blocks)."""
         if len(conversations) != len(contexts):
             raise ValueError("needs one conversation id per context")

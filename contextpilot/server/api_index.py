@@ -22,11 +22,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from contextpilot.core.blocks import ContextError, LimitError, validate_contexts
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.fanout import FieldError, reorder_over
 from contextpilot.core.ids import is_health_check, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport
+from contextpilot.core.validation import ContextError, LimitError, validate_contexts
 from contextpilot.server.limits import unprocessable
 from contextpilot.server.models import (
     DedupRequest,

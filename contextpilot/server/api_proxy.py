@@ -31,9 +31,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from contextpilot.core.blocks import ContextError, LimitError, validate_contexts
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
+from contextpilot.core.validation import ContextError, LimitError, validate_contexts
 from contextpilot.server.dispatch import route, send_routed
 from contextpilot.server.engine_client import EngineClient, EngineError
 from contextpilot.server.limits import Limits, unprocessable

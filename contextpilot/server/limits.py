@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from contextpilot.core.blocks import ContextLimits, LimitError
+from contextpilot.core.validation import ContextLimits, LimitError
 from contextpilot.server.config import ServerConfig
 
 __all__ = ["BLOCK_ID_RANGE", "Limits", "contexts_schema", "unprocessable"]
@@ -42,7 +42,7 @@ class Limits:
 
     @property
     def context_limits(self) -> ContextLimits:
-        """The same limits for :func:`~contextpilot.core.blocks.validate_contexts`,
+        """The same limits for :func:`~contextpilot.core.validation.validate_contexts`,
         which checks them in its one walk over a batch (see :meth:`error`)."""
         return ContextLimits(self.max_contexts, self.max_blocks_per_context, self.max_block_chars)
 

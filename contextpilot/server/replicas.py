@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contextpilot.core.blocks import Block, BlockTable, validate_contexts
+from contextpilot.core.blocks import Block, BlockTable
 from contextpilot.core.fanout import BatchView, Placement
 from contextpilot.core.index import IndexStats
 from contextpilot.core.pilot import ContextPilot
+from contextpilot.core.validation import validate_contexts
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.engine_client import EngineClient
 from contextpilot.server.engine_specs import EngineSpec, load_engines_file, specs_from_urls

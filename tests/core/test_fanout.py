@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from contextpilot import ContextPilot
-from contextpilot.core.blocks import ContextError
 from contextpilot.core.fanout import FieldError, reorder_over
+from contextpilot.core.validation import ContextError
 
 A = "Alice moved to Lisbon in 2019 and opened a bakery near the river. " * 6
 B = "Bob plays the cello in a string quartet every Thursday evening. " * 6

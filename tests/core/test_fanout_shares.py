@@ -10,10 +10,11 @@ import pytest
 import contextpilot.core.clustered as clustered_mod
 import contextpilot.core.planner as planner_mod
 from contextpilot import ContextPilot
-from contextpilot.core.blocks import BlockTable, ContextLimits, LimitError, validate_contexts
+from contextpilot.core.blocks import BlockTable
 from contextpilot.core.clustered import cluster_once, tree_leaves
 from contextpilot.core.fanout import BatchView, reorder_over
 from contextpilot.core.planner import plan
+from contextpilot.core.validation import ContextLimits, LimitError, validate_contexts
 
 
 class CountingList(list):
