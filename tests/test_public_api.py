@@ -43,7 +43,7 @@ def test_all_is_pinned_and_every_name_resolves() -> None:
         ("BlockTable", "contextpilot.core.blocks"),
         ("DedupLedger", "contextpilot.core.dedup"),
         ("BoundedLRU", "contextpilot.core.lru"),
-        ("validate_contexts", "contextpilot.core.blocks"),
+        ("validate_contexts", "contextpilot.core.validation"),
     ],
 )
 def test_internals_come_from_their_modules_not_the_top(name: str, module: str) -> None:

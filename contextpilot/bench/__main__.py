@@ -3,8 +3,8 @@
 The options and the ``--help`` text are in :mod:`contextpilot.bench.options`;
 the default run (simulated tables, scale series, engine replay, plots) in
 :mod:`contextpilot.bench.suite`; the single-purpose modes (``--shards``,
-``--memory``, ``--latency``, ``--routing-replicas``, the real-model replay)
-in :mod:`contextpilot.bench.modes`. Exit status 0 on success (``--memory``:
+``--memory``, ``--latency``, ``--routing-replicas``, ``--routing-batch``,
+the real-model replay) in :mod:`contextpilot.bench.modes`. Exit status 0 on success (``--memory``:
 1 when over its stated cap).
 """
 
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return modes.run_real_model_mode(args, externals, out_dir, results)
     if args.latency:
         return modes.run_latency(args, out_dir, results)
+    if args.routing_batch is not None:
+        return modes.run_routing_batch(args, out_dir, results)
     if args.routing_replicas:
         return modes.run_routing(args, out_dir, results)
     return run_suite(args, externals, out_dir, results)

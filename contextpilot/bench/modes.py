@@ -78,6 +78,27 @@ def run_routing(args: argparse.Namespace, out_dir: Path, results: dict) -> int:
     return 0
 
 
+def run_routing_batch(args: argparse.Namespace, out_dir: Path, results: dict) -> int:
+    """``--routing-batch N``: routed ``/reorder`` batches of N contexts over
+    ``--routing-replicas`` replicas (default 4), see
+    :mod:`contextpilot.bench.routing_batch`."""
+    from contextpilot.bench.routing_batch import run_batches
+
+    replicas = args.routing_replicas or 4
+    if args.routing_batch < 1 or replicas < 1:
+        raise SystemExit("--routing-batch and --routing-replicas need at least 1")
+    fig = run_batches(replicas, args.routing_batch, rounds=2 if args.quick else 4, workers=args.workers or 1)
+    print(
+        f"routed /reorder: {replicas} replicas, {fig['rounds']} batches of {fig['batch']}: "
+        f"planning median {fig['plan_median_s']} s, hit ratio {fig['hit_ratio']:.4f}, "
+        f"requests max/mean {fig['requests_max_over_mean']}"
+    )
+    results["routing_batch"] = fig
+    report.write_json(out_dir / "results.json", results)
+    print(f"wrote {out_dir / 'results.json'}")
+    return 0
+
+
 def run_real_model_mode(
     args: argparse.Namespace, externals: list[External], out_dir: Path, results: dict
 ) -> int:

@@ -30,6 +30,7 @@ Examples::
     python -m contextpilot.bench --external "ref=/venv/bin/python scripts/reference_planner.py"
     python -m contextpilot.bench --latency             # only online p50/p99 with 100k live requests
     python -m contextpilot.bench --routing-replicas 4  # only the routing comparison (R replicas)
+    python -m contextpilot.bench --routing-batch 5000  # only routed /reorder batches: planning time, hits
     python -m contextpilot.bench --shards 4,8          # sharding for R replicas only (1M requests, Ray)
 """
 
@@ -199,5 +200,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         metavar="R",
         help="only compare routing (cache-aware, round-robin, random, least-loaded) over R replicas",
+    )
+    ap.add_argument(
+        "--routing-batch",
+        type=int,
+        metavar="N",
+        help="only time routed /reorder batches of N contexts over --routing-replicas replicas (default 4):"
+        " planning seconds and hit ratio (4 batches; quick: 2)",
     )
     return ap.parse_args(argv)

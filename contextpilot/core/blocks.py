@@ -1,4 +1,5 @@
-"""Block identity, validation, interning and token-length estimation.
+"""Block identity, interning and token-length estimation (checking a
+batch of contexts: :mod:`contextpilot.core.validation`).
 
 A *block* is one unit of context: an ``int`` (a document id) or a ``str``
 (a document's text). Blocks are compared by value and type: ``5`` and
@@ -36,24 +37,13 @@ __all__ = [
     "Block",
     "BlockTable",
     "Context",
-    "ContextError",
     "TokenCounter",
     "default_token_counter",
     "make_token_counter",
     "stable_key",
-    "validate_contexts",
 ]
 
 TokenCounter = Callable[[Block], int]
-
-
-class ContextError(ValueError):
-    """Bad input, with ``path``: the position it was found at, e.g.
-    ``(2, 5)`` for ``contexts[2][5]`` or ``(1,)`` for ``contexts[1]``."""
-
-    def __init__(self, message: str, path: tuple[int, ...] = ()) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 #: Token length assumed for an id block when the caller gives no estimator.
@@ -109,77 +99,6 @@ def stable_key(block: Block) -> int:
     else:
         data = b"i" + str(int(block)).encode("ascii")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
-def _check_block(block: Any, where: str, path: tuple[int, ...] = ()) -> Block:
-    # bool is an int subclass but never a document id.
-    if isinstance(block, bool):
-        raise ContextError(f"{where}: block must be int or str, got bool {block!r}", path)
-    if isinstance(block, str):
-        return block
-    if isinstance(block, numbers.Integral):
-        return int(block)
-    kind = "None" if block is None else type(block).__name__
-    raise ContextError(f"{where}: block must be int or str, got {kind} {block!r}", path)
-
-
-def validate_contexts(
-    contexts: Any, *, allow_empty_context: bool = False, copy: bool = True
-) -> list[list[Block]]:
-    """Check a batch of contexts and return it as a list of lists.
-
-    Raises ``ValueError`` naming the first offending position
-    (``contexts[i][j]``) for: a non-list batch or context, ``None``,
-    floats, bools or other types, a batch mixing ints and strings, and
-    (unless allowed) an empty context. An empty batch is valid. O(total
-    blocks). ``copy=False``: contexts that are lists already are returned
-    as they are (for callers that only read them: a million-request batch
-    is not held twice).
-    """
-    if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
-        raise ValueError("contexts must be a list of lists of blocks (int or str)")
-    out: list[list[Block]] = []
-    kinds: set[type] = set()
-    for i, ctx in enumerate(contexts):
-        if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
-            raise ContextError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}", (i,))
-        row = ctx if not copy and type(ctx) is list else list(ctx)
-        if not row and not allow_empty_context:
-            raise ContextError(f"contexts[{i}] is empty; every context needs at least one block", (i,))
-        kinds.update(map(type, row))
-        if not (kinds <= {int} or kinds <= {str}):
-            break  # the slow path below names the position
-        out.append(row)
-    else:
-        return out
-    return _validate_slowly(contexts, allow_empty_context)
-
-
-def _validate_slowly(contexts: Iterable, allow_empty_context: bool) -> list[list[Block]]:
-    out: list[list[Block]] = []
-    kind: type | None = None
-    first_at = ""
-    for i, ctx in enumerate(contexts):
-        if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
-            raise ContextError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}", (i,))
-        row: list[Block] = []
-        for j, block in enumerate(ctx):
-            where = f"contexts[{i}][{j}]"
-            b = _check_block(block, where, (i, j))
-            t = str if isinstance(b, str) else int
-            if kind is None:
-                kind, first_at = t, where
-            elif t is not kind:
-                raise ContextError(
-                    f"{where}: mixed block types in one batch ({t.__name__} here, "
-                    f"{kind.__name__} at {first_at}); use all ints or all strings",
-                    (i, j),
-                )
-            row.append(b)
-        if not row and not allow_empty_context:
-            raise ContextError(f"contexts[{i}] is empty; every context needs at least one block", (i,))
-        out.append(row)
-    return out
 
 
 #: Batches with fewer blocks than this are interned with dict lookups only

@@ -119,7 +119,7 @@ def plan(
     options: PlanOptions | None = None,
     **settings: Any,
 ) -> Plan:
-    """Plan already-validated contexts (see ``blocks.validate_contexts``).
+    """Plan already-validated contexts (see ``validation.validate_contexts``).
 
     ``index``/``recent``: live state to follow (read only here; the caller
     records what was sent). ``options`` (or its fields as keywords, e.g.

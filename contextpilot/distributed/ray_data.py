@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from contextpilot.core.blocks import ContextError
 from contextpilot.core.planner import plan
+from contextpilot.core.validation import ContextError
 from contextpilot.distributed.executors import require_ray
 from contextpilot.distributed.partition import partition
 from contextpilot.distributed.signatures import Signatures, signatures, validate_chunk

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from contextpilot.core.blocks import Block, ContextError
+from contextpilot.core.blocks import Block
 from contextpilot.core.planner import plan
+from contextpilot.core.validation import ContextError
 from contextpilot.distributed.executors import Executor, get_executor
 from contextpilot.distributed.partition import DEFAULT_IMBALANCE, DEFAULT_ROUNDS, partition
 from contextpilot.distributed.signatures import DEFAULT_SKETCH, Signatures, signatures, validate_chunk

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contextpilot.core.blocks import Block, BlockTable, ContextError, validate_contexts
+from contextpilot.core.blocks import Block, BlockTable
+from contextpilot.core.validation import ContextError, validate_contexts
 
 __all__ = ["DEFAULT_SKETCH", "Signatures", "signatures", "validate_chunk"]
 

@@ -6,8 +6,10 @@ With several engine replicas (one live index each), a stateful ``/reorder``
 plans each context for one replica and says which in ``replicas``: the one
 named by ``replica`` if given; else one context goes where the router finds
 its heaviest cached path (load permitting), and a batch is split along its
-prefix-sharing groups (:meth:`Router.assign_groups`), each replica's share
-planned against its own index. Send each request through the proxy with
+prefix-sharing groups (:meth:`Router.assign_groups`; the batch is clustered
+once), each replica's share laid out against its own index. The handler
+only translates: the contexts (size limits included) are checked by the
+core in one walk (:func:`~contextpilot.core.fanout.reorder_over`). Send each request through the proxy with
 its ``request_id`` and it reaches that replica. ``/evict`` drops ids from
 the replica named in the notice, or from whichever replica holds them.
 """
@@ -20,11 +22,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from contextpilot.core.blocks import ContextError, validate_contexts
 from contextpilot.core.dedup import DedupResult, check_hint_template
 from contextpilot.core.fanout import FieldError, reorder_over
 from contextpilot.core.ids import is_health_check, new_request_ids, normalize_request_id
 from contextpilot.core.index import EvictionReport
+from contextpilot.core.validation import ContextError, LimitError, validate_contexts
 from contextpilot.server.limits import unprocessable
 from contextpilot.server.models import (
     DedupRequest,
@@ -72,7 +74,7 @@ def _dedup_model(r: DedupResult, conversation: str, rid: str | None) -> DedupRes
 
 def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, schedule: bool) -> ReorderResponse:
     # every check comes before the first state change: a rejected call applies nothing
-    st.limits.contexts(req.contexts)
+    # (pydantic checked the body's shape; the core checks the contexts, limits included, in one walk)
     conversations: list[str] | None = None
     chained = False  # conversations named by parent request ids: link the new ids
     if req.deduplicate:
@@ -96,7 +98,10 @@ def _reorder(st: ServerState, req: ReorderRequest, stateless: bool | None, sched
             stateless=stateless,
             conversations=conversations,
             hint_template=req.hint_template,
+            limits=st.limits.context_limits,
         )
+    except LimitError as e:
+        raise st.limits.error(e) from None
     except ContextError as e:
         raise _context_error(e) from None
     except FieldError as e:
@@ -180,7 +185,8 @@ async def schedule(
 
 
 def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
-    st.limits.contexts(req.contexts)
+    # the contexts (size limits included) are checked in the core's one validation walk
+    limits = st.limits.context_limits
     if req.hint_template is not None:
         try:
             check_hint_template(req.hint_template)
@@ -191,11 +197,15 @@ def _deduplicate(st: ServerState, req: DedupRequest) -> DedupResponse:
     try:
         if req.conversation_id is not None:  # one turn of one conversation
             conversations = [req.conversation_id] * len(req.contexts)
-            results = st.pilot.deduplicate(req.contexts, req.conversation_id, req.hint_template)
+            results = st.pilot.deduplicate(
+                req.contexts, req.conversation_id, req.hint_template, limits=limits
+            )
         else:  # one turn per context, each continuing its parent's conversation
-            ctxs = validate_contexts(req.contexts, allow_empty_context=True)
+            ctxs = validate_contexts(req.contexts, allow_empty_context=True, limits=limits)
             conversations = _chain(st, req.parent_request_ids, len(ctxs))
             results = st.pilot.deduplicate_each(ctxs, conversations, req.hint_template)
+    except LimitError as e:
+        raise st.limits.error(e) from None
     except ContextError as e:
         raise _context_error(e) from None
     # nothing is planned or recorded; the ids only continue the chains

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from contextpilot.core.dedup import dedup_passages
 from contextpilot.core.ids import new_request_id, normalize_request_id
+from contextpilot.core.validation import ContextError, LimitError, validate_contexts
 from contextpilot.server.dispatch import route, send_routed
 from contextpilot.server.engine_client import EngineClient, EngineError
 from contextpilot.server.limits import Limits, unprocessable
@@ -214,8 +215,13 @@ async def warm(req: WarmRequest, st: ServerState = Depends(get_state)) -> WarmRe
     limits.items(req.prefixes, ["prefixes"])
     for i, p in enumerate(req.prefixes or []):
         limits.text(p, ["prefixes", i])
-    if req.blocks is not None:
-        limits.contexts(req.blocks, "blocks")
+    if req.blocks is not None:  # the limits, in the core's one validation walk
+        try:
+            validate_contexts(req.blocks, allow_empty_context=True, copy=False, limits=limits.context_limits)
+        except LimitError as e:
+            raise limits.error(e, "blocks") from None
+        except ContextError as e:
+            raise unprocessable(["blocks", *e.path], str(e)) from None
     items: list[tuple[str, list[str]]] = [(p, [p]) for p in req.prefixes or []]
     items += [("\n\n".join(b), list(b)) for b in req.blocks or []]
     if not items:

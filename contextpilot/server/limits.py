@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from contextpilot.core.validation import ContextLimits, LimitError
 from contextpilot.server.config import ServerConfig
 
 __all__ = ["BLOCK_ID_RANGE", "Limits", "contexts_schema", "unprocessable"]
@@ -39,37 +40,41 @@ class Limits:
     def from_config(cls, config: ServerConfig) -> Limits:
         return cls(config.max_contexts, config.max_blocks_per_context, config.max_block_chars)
 
+    @property
+    def context_limits(self) -> ContextLimits:
+        """The same limits for :func:`~contextpilot.core.validation.validate_contexts`,
+        which checks them in its one walk over a batch (see :meth:`error`)."""
+        return ContextLimits(self.max_contexts, self.max_blocks_per_context, self.max_block_chars)
+
+    def error(self, e: LimitError, field: str = "contexts") -> HTTPException:
+        """The 422 of a limit the core's validation found exceeded."""
+        loc = [field, *e.path]
+        if e.limit == "max_contexts":
+            return self._too_many(e.found, loc)
+        if e.limit == "max_blocks_per_context":
+            return self._too_long(e.found, loc)
+        return self._too_many_chars(e.found, loc)
+
+    def _too_many(self, n: int, loc: Sequence[Any]) -> HTTPException:
+        msg = f"at most {self.max_contexts} items per request (--max-contexts), got {n}"
+        return unprocessable(loc, msg, "too_long")
+
+    def _too_long(self, n: int, loc: Sequence[Any]) -> HTTPException:
+        msg = f"at most {self.max_blocks_per_context} blocks per context (--max-blocks-per-context), got {n}"
+        return unprocessable(loc, msg, "too_long")
+
+    def _too_many_chars(self, n: int, loc: Sequence[Any]) -> HTTPException:
+        msg = f"at most {self.max_block_chars} characters per block (--max-block-chars), got {n}"
+        return unprocessable(loc, msg, "string_too_long")
+
     def items(self, values: Sequence[Any] | None, loc: Sequence[Any]) -> None:
         """At most ``max_contexts`` items in one list field."""
         if values is not None and len(values) > self.max_contexts:
-            raise unprocessable(
-                loc,
-                f"at most {self.max_contexts} items per request (--max-contexts), got {len(values)}",
-                "too_long",
-            )
+            raise self._too_many(len(values), loc)
 
     def text(self, value: str, loc: Sequence[Any]) -> None:
         if len(value) > self.max_block_chars:
-            raise unprocessable(
-                loc,
-                f"at most {self.max_block_chars} characters per block (--max-block-chars), got {len(value)}",
-                "string_too_long",
-            )
-
-    def contexts(self, contexts: Sequence[Sequence[Any]], field: str = "contexts") -> None:
-        """Count of contexts, blocks per context, characters per text block."""
-        self.items(contexts, [field])
-        cap, chars = self.max_blocks_per_context, self.max_block_chars
-        for i, ctx in enumerate(contexts):
-            if len(ctx) > cap:
-                raise unprocessable(
-                    [field, i],
-                    f"at most {cap} blocks per context (--max-blocks-per-context), got {len(ctx)}",
-                    "too_long",
-                )
-            for j, b in enumerate(ctx):
-                if isinstance(b, str) and len(b) > chars:
-                    self.text(b, [field, i, j])
+            raise self._too_many_chars(len(value), loc)
 
 
 def _block_schema(kind: str, limits: Limits) -> dict[str, Any]:

@@ -13,14 +13,15 @@ and each request is recorded on the replica it was routed to).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contextpilot.core.blocks import Block, BlockTable, validate_contexts
-from contextpilot.core.fanout import Placement
+from contextpilot.core.blocks import Block, BlockTable
+from contextpilot.core.fanout import BatchView, Placement
 from contextpilot.core.index import IndexStats
 from contextpilot.core.pilot import ContextPilot
+from contextpilot.core.validation import validate_contexts
 from contextpilot.server.config import ServerConfig
 from contextpilot.server.engine_client import EngineClient
 from contextpilot.server.engine_specs import EngineSpec, load_engines_file, specs_from_urls
@@ -102,26 +103,23 @@ class Replicas:
         """Where a ``/reorder`` batch goes (for :func:`~contextpilot.core.fanout.reorder_over`):
         all on ``pinned`` if given; one context where the router finds its
         heaviest cached path (load permitting); a batch split along its
-        prefix-sharing groups by :meth:`Router.assign_groups`."""
+        prefix-sharing groups (the call's one clustering) by
+        :meth:`Router.assign_groups`."""
         router = self.router
 
-        def place(
-            ctxs: list[list[Block]], table: BlockTable, groups: Callable[[], list[list[int]]]
-        ) -> dict[int, list[int]]:
+        def place(batch: BatchView) -> dict[int, list[int]]:
             if pinned is not None:
-                for ctx in ctxs:
-                    router.note(pinned.position, "pinned", sum(table.measure(ctx)[1]))
-                return {pinned.position: list(range(len(ctxs)))}
-            if len(ctxs) == 1:
-                keys, toks = table.measure(ctxs[0])
+                for i in range(len(batch)):
+                    router.note(pinned.position, "pinned", sum(batch.blocks([i])[1]))
+                return {pinned.position: list(range(len(batch)))}
+            if len(batch) == 1:
+                keys, toks = batch.blocks([0])
                 d, _ = router.route(router.set_hits(keys, toks), sum(toks), acquire=False)
                 return {d.replica: [0]}
-            found = groups()
+            found = batch.groups()
             hits, sizes = [], []
             for g in found:
-                measured = [table.measure(ctxs[i]) for i in g]
-                keys = [k for ks, _ in measured for k in ks]
-                toks = [t for _, ts in measured for t in ts]
+                keys, toks = batch.blocks(g)
                 hits.append(router.set_hits(keys, toks))
                 sizes.append(sum(toks))
             parts: dict[int, list[int]] = {}

@@ -151,3 +151,20 @@ def test_latency_mode_fills_the_index_and_times_requests(tmp_path):
     assert "p99" in latency.table(r)
     with pytest.raises(ValueError):
         latency.run(10, probes=0)
+
+
+def test_routing_batch_mode_routes_batches_and_reports_time_and_hits(tmp_path, capsys):
+    import json
+
+    from contextpilot.bench.__main__ import main as bench_main
+
+    out = tmp_path / "rb"
+    assert (
+        bench_main(["--routing-batch", "300", "--routing-replicas", "2", "--quick", "--out", str(out)]) == 0
+    )
+    fig = json.loads((out / "results.json").read_text())["routing_batch"]
+    assert fig["replicas"] == 2 and fig["batch"] == 300 and fig["rounds"] == 2 and len(fig["plan_s"]) == 2
+    assert fig["prompt_tokens"] > fig["hit_tokens"] > 0  # the second batch finds the first's blocks cached
+    assert "routed /reorder: 2 replicas" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench_main(["--routing-batch", "-1", "--out", str(out)])

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from contextpilot.core.blocks import BlockTable, make_token_counter, stable_key, validate_contexts
+from contextpilot.core.blocks import BlockTable, make_token_counter, stable_key
+from contextpilot.core.validation import validate_contexts
 
 
 def test_stable_key_is_stable_across_processes():

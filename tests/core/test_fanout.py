@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from contextpilot import ContextPilot
-from contextpilot.core.blocks import ContextError
 from contextpilot.core.fanout import FieldError, reorder_over
+from contextpilot.core.validation import ContextError
 
 A = "Alice moved to Lisbon in 2019 and opened a bakery near the river. " * 6
 B = "Bob plays the cello in a string quartet every Thursday evening. " * 6
@@ -40,7 +40,7 @@ def test_placement_splits_and_keeps_the_contract() -> None:
     pilots = [ContextPilot(), ContextPilot()]
     contexts = [[1, 2, 3], [7, 8, 9], [1, 2, 4], [7, 8]]
 
-    def place(ctxs, table, groups):  # type: ignore[no-untyped-def]
+    def place(batch):  # type: ignore[no-untyped-def]
         return {0: [0, 2], 1: [1, 3]}
 
     out = reorder_over(pilots, contexts, place=place)

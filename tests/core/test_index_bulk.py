@@ -150,7 +150,7 @@ def test_pilot_records_a_batch_as_one_by_one_recording_would():
     # the one-by-one recording of the same plan, on an index with the same history
     ref = ContextPilot(max_nodes=5000)
     ref.reorder(warm)
-    p = plan(batch, table=BlockTable(), index=ref.index, recent=ref._recent, with_keys=True)
+    p = plan(batch, table=BlockTable(), index=ref.index, recent=ref.recent, with_keys=True)
     r = pilot.reorder_detailed(batch)
     assert (r.order, r.reordered) == (p.order, p.contexts)
     ix = ref.index

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contextpilot.bench.workloads import synthetic_rag
-from contextpilot.core.blocks import ContextError
 from contextpilot.core.planner import plan
+from contextpilot.core.validation import ContextError
 from contextpilot.distributed import (
     LocalExecutor,
     Signatures,

@@ -65,9 +65,21 @@ def _live(http: httpx.Client) -> tuple[int, int]:
         ("/deduplicate", {"contexts": [["y" * 51]], "conversation_id": "c"}, ["body", "contexts", 0, 0]),
         ("/deduplicate", {"contexts": [[1]] * 6, "conversation_id": "c"}, ["body", "contexts"]),
         ("/deduplicate", {"contexts": [[1]], "conversation_id": "c" * 1025}, ["body", "conversation_id"]),
+        (
+            "/deduplicate",
+            {"contexts": [["ok"], ["y" * 51]], "parent_request_ids": [None, None]},
+            ["body", "contexts", 1, 0],
+        ),
+        (
+            "/deduplicate",
+            {"contexts": [[1, 2, 3, 4, 5]], "parent_request_ids": [None]},
+            ["body", "contexts", 0],
+        ),
         ("/evict", {"request_ids": [f"req-{i}" for i in range(6)]}, ["body", "request_ids"]),
         ("/warm", {"prefixes": ["z" * 51]}, ["body", "prefixes", 0]),
         ("/warm", {"blocks": [["a"] * 5]}, ["body", "blocks", 0]),
+        ("/warm", {"blocks": [["a"], ["b", "z" * 51]]}, ["body", "blocks", 1, 1]),
+        ("/warm", {"blocks": [["a"]] * 6}, ["body", "blocks"]),
     ],
 )
 def test_limits_give_422_with_the_field_and_apply_nothing(http, path, body, loc):

@@ -1,0 +1,74 @@
+"""Candidate search (core/candidates.py): on batches too big to pair every
+posting list, the pairs found carry exact values (the long-list blocks
+they share included), and the forest built on them is close to the one
+built on exhaustive candidates."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import contextpilot.core.cluster as cluster_mod
+from contextpilot.bench.workloads import synthetic_rag
+from contextpilot.core.batch import intern_batch
+from contextpilot.core.blocks import BlockTable
+from contextpilot.core.candidates import candidate_edges, incidence, shared_weight
+from contextpilot.core.cluster import build_forest
+
+
+def _brute(sets: list[frozenset[int]], w: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    return np.array([sum(w[c] for c in sets[a] & sets[b]) for a, b in zip(pa, pb)], dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    ("n_blocks", "per_request", "path"),
+    [(20, 8, "by_bytes"), (4000, 3, "by_walk")],  # few blocks held a lot / many blocks held little
+)
+def test_shared_weight_is_the_weight_of_the_common_blocks(n_blocks, per_request, path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(n_blocks)
+    n = 300
+    sets = [
+        frozenset(rng.choice(n_blocks, size=int(rng.integers(0, per_request + 1)), replace=False).tolist())
+        for _ in range(n)
+    ]
+    rows, cols = incidence(sets)
+    w = rng.integers(1, 100, size=n_blocks).astype(np.float64)
+    weigh = shared_weight(rows, cols, w, n)
+    assert weigh.__name__ == path  # both ways of counting are exercised
+    pa = rng.integers(0, n, size=5000)
+    pb = rng.integers(0, n, size=5000)
+    assert np.array_equal(weigh(pa, pb), _brute(sets, w, pa, pb))
+    assert len(weigh(pa[:0], pb[:0])) == 0
+
+
+def _batch(n: int, seed: int = 0) -> tuple[list[frozenset[int]], list[int]]:
+    b = intern_batch(synthetic_rag(n, n_topics=200, seed=seed).contexts, BlockTable(), True, True)
+    return [frozenset(r) for r in b.lists()], list(b.tokens)
+
+
+@pytest.mark.parametrize("with_penalty", [False, True])
+def test_windowed_candidates_carry_exact_values(with_penalty) -> None:  # type: ignore[no-untyped-def]
+    sets, tokens = _batch(1500)
+    w = np.asarray(tokens, dtype=np.float64)
+    pen = np.arange(len(sets), dtype=np.float64) % 7 if with_penalty else None
+    a, b, v, exact = candidate_edges(sets, w, 6, budget=20_000, with_exactness=True, penalty=pen)
+    assert not exact  # the budget forces the windowed search over the long posting lists
+    assert len(a) > len(sets)
+    want = _brute(sets, w, a, b)
+    if pen is not None:
+        want -= pen[a] + pen[b]
+    assert np.array_equal(v, want)
+    assert bool((a < b).all()) and len(set(zip(a.tolist(), b.tolist()))) == len(a)
+
+
+def test_forest_on_windowed_candidates_is_close_to_exhaustive(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # 5000 synthetic requests: the most popular blocks' posting lists exceed the pair budget.
+    # Before candidate values counted the long-list blocks, this forest saved 2.2% fewer
+    # tokens than the exhaustive one (4.138M vs 4.232M); now 0.3% fewer.
+    sets, tokens = _batch(5000)
+    windowed = build_forest(sets, tokens)
+    monkeypatch.setattr(cluster_mod, "candidate_edges", functools.partial(candidate_edges, budget=10**9))
+    exhaustive = build_forest(sets, tokens)
+    assert windowed.savings(tokens) >= 0.99 * exhaustive.savings(tokens)
