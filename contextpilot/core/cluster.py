@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contextpilot.core import merge_kernel
 from contextpilot.core.candidates import candidate_edges, incidence
 
 __all__ = ["Forest", "build_forest"]
@@ -296,6 +297,10 @@ def _merge_pass(
     cand_cpu[0] += time.thread_time() - t0
     if not len(ea):
         return 0
+    if len(reps) >= KERNEL_MIN_CLUSTERS and merge_kernel.available():
+        return _kernel_pass(reps, inter, gain, loss, lv, merge, ea, eb, ev, exact, max_degree)
+    if len(reps) >= KERNEL_MIN_CLUSTERS:
+        _log.info("numba is not importable: %d clusters merge on the Python loop (about 8x slower)", len(reps))
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]
@@ -358,6 +363,64 @@ def _merge_pass(
             head[c] = ((_TOP - max(mine.values())) << _SHIFT) | c
             push(heap, head[c])
     return merged
+
+
+#: Candidate graphs with at least this many clusters merge in the compiled
+#: kernel (:mod:`contextpilot.core.merge_kernel`); smaller ones on the Python
+#: loop above, which needs no compilation and is as fast there.
+KERNEL_MIN_CLUSTERS = 20_000
+
+
+def _kernel_pass(
+    reps: list[int],
+    inter: list[frozenset[int]],
+    gain: list[int],
+    loss: list[int],
+    lv: dict[int, int],
+    merge: Callable[[int, int], int],
+    ea: np.ndarray,
+    eb: np.ndarray,
+    ev: np.ndarray,
+    exact: bool,
+    max_degree: int,
+) -> int:
+    """:func:`_merge_pass`'s loop in the compiled kernel: the same merges in
+    the same order, replayed here through ``merge`` (node ids match because
+    both number merges from ``len(inter)``)."""
+    n_nodes = len(inter)
+    lens = np.zeros(n_nodes + len(reps), dtype=np.int64)
+    rep_ids = np.asarray(reps, dtype=np.int64)
+    lens[rep_ids] = [len(inter[r]) for r in reps]
+    starts = np.zeros_like(lens)
+    np.cumsum(lens[:-1], out=starts[1:])
+    used = int(lens.sum())
+    sd = np.empty(2 * used + 1, dtype=np.int64)
+    sd[:used] = np.fromiter(chain.from_iterable(sorted(inter[r]) for r in reps), dtype=np.int64, count=used)
+    # runs must sit where starts says: reps ascend, and non-reps have length 0
+    order = np.argsort(rep_ids, kind="stable")
+    if (order != np.arange(len(reps))).any():
+        raise AssertionError("live clusters must be listed in ascending order")
+    lv_arr = np.zeros(n_nodes + len(reps), dtype=np.int64)
+    lv_arr[rep_ids] = [lv[r] for r in reps]
+    left, right = merge_kernel.merge_pass(
+        n_nodes,
+        sd,
+        starts,
+        lens,
+        used,
+        rep_ids,
+        ea.astype(np.int64),
+        eb.astype(np.int64),
+        ev.astype(np.int64),
+        bool(exact),
+        np.asarray(gain, dtype=np.int64),
+        np.asarray(loss, dtype=np.int64),
+        lv_arr,
+        max_degree,
+    )
+    for a, b in zip(left.tolist(), right.tolist()):
+        merge(a, b)
+    return len(left)
 
 
 def _second(kv: tuple[int, int]) -> int:
