@@ -1,30 +1,25 @@
 """What the examples share: start a process on a free local port and wait
 until it answers, and a check that ends the example with a non-zero exit.
 
-Not an example itself. Every process started here is stopped (terminate,
-then kill) when its ``with`` block ends, whatever happened inside.
+Not an example itself. Starting and stopping processes is the repository's
+one process helper, ``tests/support/procs.py`` (the tests start the server
+and the engine the same way); this module gives the examples a URL-only view
+of it. Every process started here is stopped (terminate, then kill) when its
+``with`` block ends, whatever happened inside; one that fails to start raises
+with its output.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.procs import free_port, spawn  # noqa: E402  (tests/support/procs.py)
 
 __all__ = ["check", "contextpilot_server", "free_port", "sim_engine", "start"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -37,42 +32,9 @@ def start(
     timeout: float = 60.0,
 ) -> Iterator[str]:
     """Run ``python -m module --port P *args``; yields its base URL once
-    ``GET ready`` answers below 500. Its output goes to a temporary file,
-    printed if it fails to start."""
-    port = port or free_port()
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", str(port), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def output() -> str:
-        log.seek(0)
-        return log.read().decode(errors="replace")
-
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{module} exited early:\n{output()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + ready, timeout=1).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{module} did not answer within {timeout} s:\n{output()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    ``GET ready`` answers below 500."""
+    with spawn(module, *args, env=env, ready=ready, port=port, timeout=timeout) as proc:
+        yield proc.url
 
 
 def sim_engine(*args: str) -> contextlib.AbstractContextManager[str]:

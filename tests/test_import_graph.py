@@ -186,7 +186,7 @@ def test_snapshot_touches_no_private_attribute() -> None:
 ALLOWED: dict[str, set[str]] = {
     "contextpilot": {"contextpilot.core"},
     "contextpilot.core": {"contextpilot.core"},
-    "contextpilot.client": set(),
+    "contextpilot.client": {"contextpilot.client"},
     "contextpilot.sim": {"contextpilot.core", "contextpilot.sim"},
     "contextpilot.distributed": {"contextpilot.core", "contextpilot.distributed"},
     "contextpilot.hooks": {"contextpilot.core.ids", "contextpilot.hooks"},

@@ -2,7 +2,7 @@
 # Real llama-server: build it (or reuse the cached build in ~/.cache/contextpilot),
 # then run the llama.cpp proxy's end-to-end eviction test on it:
 # contextpilot server -> proxy -> llama-server -np 2 --cache-ram 0 (tiny GGUF),
-# the benchmark's engine replay (tests/test_engine.py) and routing over two replicas.
+# the benchmark's engine replay (tests/bench/test_engine.py) and routing over two replicas.
 # First run: about 7 minutes of build on 2 cores; later runs: about 30 s.
 set -euo pipefail
 PY="${CP_PYTHON:-python3}"
@@ -30,19 +30,19 @@ echo "llama-server: $bin (ready after $((SECONDS - t0)) s)"
 
 t1=$SECONDS
 CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no:cacheprovider \
-  tests/test_llamacpp_real.py
-echo "ran: tests/test_llamacpp_real.py on the real llama-server in $((SECONDS - t1)) s" \
+  tests/llamacpp/test_llamacpp_real.py
+echo "ran: tests/llamacpp/test_llamacpp_real.py on the real llama-server in $((SECONDS - t1)) s" \
   "(step total $((SECONDS - t0)) s)"
 
 # the benchmark's engine replay (retrieval order vs ours, tiny model) on the same binary
 t3=$SECONDS
 CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no:cacheprovider \
-  tests/test_engine.py
-echo "ran: tests/test_engine.py (llama-server replay) in $((SECONDS - t3)) s (step total $((SECONDS - t0)) s)"
+  tests/bench/test_engine.py
+echo "ran: tests/bench/test_engine.py (llama-server replay) in $((SECONDS - t3)) s (step total $((SECONDS - t0)) s)"
 
 # cache-aware routing vs round-robin over two real llama-server replicas behind one contextpilot server
 t2=$SECONDS
 CONTEXTPILOT_ENGINE_TESTS=1 LLAMA_SERVER_BIN="$bin" "$PY" -m pytest -q -rA -p no:cacheprovider \
-  tests/test_routing_llama.py
-echo "ran: tests/test_routing_llama.py (routing over 2 real llama-server replicas) in $((SECONDS - t2)) s" \
+  tests/server/test_routing_llama.py
+echo "ran: tests/server/test_routing_llama.py (routing over 2 real llama-server replicas) in $((SECONDS - t2)) s" \
   "(step total $((SECONDS - t0)) s)"

@@ -98,4 +98,4 @@ cleanup
 pids=()
 
 echo "--- concurrency stress at full size"
-CONTEXTPILOT_STRESS_CALLS=2500 "$PY" -m pytest -q -s tests/test_reliability_concurrency.py
+CONTEXTPILOT_STRESS_CALLS=2500 "$PY" -m pytest -q -s tests/core/test_reliability_concurrency.py

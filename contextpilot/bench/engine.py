@@ -43,6 +43,7 @@ __all__ = [
     "find_llama_server",
     "replay_llama",
     "replay_openai",
+    "stop_process",
 ]
 
 log = logging.getLogger("contextpilot.bench")
@@ -82,6 +83,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a child process if it still runs: terminate, then kill after
+    ``grace`` seconds; returns once it is reaped."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _post(url: str, body: dict, timeout: float) -> dict:
@@ -157,13 +171,8 @@ class LlamaServer:
             self._log.seek(pos)
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self._log.close()
 
 

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from contextpilot.bench.engine import free_port
+from contextpilot.bench.engine import free_port, stop_process
 from contextpilot.bench.llama_client import get_json, post_json
 
 __all__ = ["ProductPath"]
@@ -89,12 +89,6 @@ class ProductPath:
 
     def __exit__(self, *exc: object) -> None:
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         for f in self.logs:
             f.close()

@@ -38,6 +38,11 @@ The system instruction and header are not blocks, as with
 :meth:`~contextpilot.core.pilot.ContextPilot.optimize` (a shared prefix
 shifts every prompt alike).
 
+Modules: this one holds the store (sessions, bounds, locking) and the
+session handles; :mod:`contextpilot.core.chat_turn` builds a turn and
+records its answer; :mod:`contextpilot.core.chat_state` holds one
+session's state and its snapshot rows.
+
 Bounds: at most ``max_sessions`` sessions (least recently used dropped),
 none idle longer than ``session_ttl`` seconds, at most ``max_turns`` user
 turns per history. Thread-safe: one lock per store (taken before the
@@ -50,16 +55,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from contextpilot.core.blocks import Block
-from contextpilot.core.dedup import DedupResult, check_hint_template
+from contextpilot.core.chat_state import ChatState, parse_rows
+from contextpilot.core.chat_turn import ChatBackend, close_turn, open_turn
+from contextpilot.core.dedup import check_hint_template
 from contextpilot.core.lru import BoundedLRU
-from contextpilot.core.persist import SnapshotError, as_dict, as_int, as_list, as_seconds
-from contextpilot.core.prompt import check_docs, relevance_line, render_documents
+from contextpilot.core.prompt import check_docs
 
 __all__ = [
     "DEFAULT_CHAT_HEADER",
@@ -96,75 +99,6 @@ def _check_str(value: Any, name: str) -> str:
     return value
 
 
-class ChatBackend(Protocol):
-    """What a :class:`ChatStore` needs from its pilot
-    (:class:`contextpilot.core.pilot.ContextPilot` implements it); a
-    protocol, so this module imports nothing above it."""
-
-    hint_template: str | None
-
-    def plan_one(self, docs: Sequence[Block]) -> list[Block]: ...
-
-    def measure(self, blocks: Sequence[Block]) -> tuple[list[int], list[int]]: ...
-
-    def record_sent(self, keys: list[int], tokens: list[int]) -> tuple[str, int] | None: ...
-
-    def end_conversation(self, conversation_id: str) -> bool: ...
-
-    def deduplicate(
-        self, contexts: Sequence[Sequence[Block]], conversation_id: str, hint_template: str | None = None
-    ) -> list[DedupResult]: ...
-
-
-def _row_str(row: dict[str, Any], name: str, where: str, optional: bool = False) -> Any:
-    """``row[name]`` if it is a string (or absent/None when ``optional``)."""
-    v = row.get(name)
-    if (v is None and optional) or isinstance(v, str):
-        return v
-    raise SnapshotError(f"{where}.{name} must be a string")
-
-
-def _new_conversation() -> str:
-    return f"chat-{uuid.uuid4().hex}"
-
-
-@dataclass
-class _State:
-    session_id: str
-    system: str
-    max_turns: int
-    conversation_id: str = field(default_factory=_new_conversation)
-    history: list[dict[str, str]] = field(default_factory=list)
-    #: the question awaiting its answer
-    pending: str | None = None
-    #: user turns in the current history
-    turns: int = 0
-    restarts: int = 0
-    #: the history as index blocks (stable keys, token lengths), in prompt order
-    keys: list[int] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    last_request_id: str | None = None
-
-    def restart(self) -> None:
-        self.conversation_id = _new_conversation()
-        self.history = []
-        self.pending = None
-        self.turns = 0
-        self.restarts += 1
-        self.keys, self.tokens = [], []
-
-
-def _describe(session_id: str, s: _State) -> dict[str, Any]:
-    return {
-        "session_id": session_id,
-        "turns": s.turns,
-        "restarts": s.restarts,
-        "messages": len(s.history),
-        "pending": s.pending is not None,
-        "conversation_id": s.conversation_id,
-    }
-
-
 class ChatStore:
     """The chat sessions of one pilot, bounded; see the module docstring.
 
@@ -198,11 +132,11 @@ class ChatStore:
         self.hint_template = check_hint_template(hint_template)
         self.max_turns = _check_max_turns(max_turns)
         self._lock = threading.RLock()
-        self._sessions: BoundedLRU[_State] = BoundedLRU(max_sessions, session_ttl, self._release, clock)
+        self._sessions: BoundedLRU[ChatState] = BoundedLRU(max_sessions, session_ttl, self._release, clock)
 
     # -- sessions ------------------------------------------------------------------
 
-    def _release(self, state: _State) -> None:
+    def _release(self, state: ChatState) -> None:
         self.pilot.end_conversation(state.conversation_id)
 
     def session(
@@ -238,15 +172,15 @@ class ChatStore:
                 )
             return ChatSession(self, session_id, state.system, state.max_turns)
 
-    def _create(self, session_id: str, system: str | None, max_turns: int | None) -> _State:
-        state = _State(
+    def _create(self, session_id: str, system: str | None, max_turns: int | None) -> ChatState:
+        state = ChatState(
             session_id,
             self.system_instruction if system is None else system,
             self.max_turns if max_turns is None else max_turns,
         )
         return state
 
-    def _live(self, session_id: str, *, use: bool, create: tuple[str, int] | None = None) -> _State | None:
+    def _live(self, session_id: str, *, use: bool, create: tuple[str, int] | None = None) -> ChatState | None:
         """The live state of ``session_id``; ``use`` marks it used (LRU and
         idle time); a dropped session is recreated empty, with the settings
         ``create`` = (system instruction, max_turns), when given. Caller
@@ -272,14 +206,14 @@ class ChatStore:
         """One entry per live session: id, turns, restarts, messages, pending."""
         with self._lock:
             self._sessions.expire()
-            return [_describe(sid, s) for sid, s, _ in self._sessions.entries()]
+            return [s.describe() for _, s, _ in self._sessions.entries()]
 
     def describe(self, session_id: str) -> dict[str, Any] | None:
         """:meth:`info`'s entry for one session (not marked used), or None
         if it is not live. O(1) plus expiry."""
         with self._lock:
             state = self._live(session_id, use=False)
-            return None if state is None else _describe(session_id, state)
+            return None if state is None else state.describe()
 
     def hold(self) -> threading.RLock:
         """The store's lock, for a caller that must capture or replace the
@@ -294,69 +228,20 @@ class ChatStore:
         with self._lock:
             self._sessions.expire()
             now = self._sessions.clock()
-            return [
-                {
-                    "id": sid,
-                    "system": s.system,
-                    "max_turns": s.max_turns,
-                    "conversation_id": s.conversation_id,
-                    "history": [[m["role"], m["content"]] for m in s.history],
-                    "pending": s.pending,
-                    "turns": s.turns,
-                    "restarts": s.restarts,
-                    "keys": list(s.keys),
-                    "tokens": list(s.tokens),
-                    "last_request_id": s.last_request_id,
-                    "idle_seconds": round(max(0.0, now - last), 3),
-                }
-                for sid, s, last in self._sessions.entries()
-            ]
+            return [s.to_row(now - last) for _, s, last in self._sessions.entries()]
 
-    def parse(self, rows: Any, *, downtime: float = 0.0) -> list[tuple[str, _State, float]]:
+    def parse(self, rows: Any, *, downtime: float = 0.0) -> list[tuple[str, ChatState, float]]:
         """Check :meth:`export` rows into ``(id, state, last_used)`` entries
         for :meth:`replace`; a bad row raises
         :class:`~contextpilot.core.persist.SnapshotError` naming it. O(rows)."""
-        now = self._sessions.clock()
-        out: list[tuple[str, _State, float]] = []
-        for i, raw in enumerate(as_list([] if rows is None else rows, "chats")):
-            row = as_dict(raw, f"chats[{i}]")
-            where = f"chats[{i}]"
+        return parse_rows(rows, self._sessions.clock(), downtime)
 
-            sid = _row_str(row, "id", where)
-            if not sid:
-                raise SnapshotError(f"{where}.id must be a non-empty string")
-            history = []
-            for j, m in enumerate(as_list(row.get("history"), f"{where}.history")):
-                if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)):
-                    raise SnapshotError(f"{where}.history[{j}] must be [role, content]")
-                history.append({"role": m[0], "content": m[1]})
-            keys = [as_int(k, f"{where}.keys", None) for k in as_list(row.get("keys"), f"{where}.keys")]
-            tokens = [as_int(t, f"{where}.tokens", 0) for t in as_list(row.get("tokens"), f"{where}.tokens")]
-            if len(keys) != len(tokens):
-                raise SnapshotError(f"{where}: keys and tokens differ in length")
-            state = _State(
-                sid,
-                _row_str(row, "system", where),
-                as_int(row.get("max_turns"), f"{where}.max_turns", 1),
-                conversation_id=_row_str(row, "conversation_id", where),
-                history=history,
-                pending=_row_str(row, "pending", where, optional=True),
-                turns=as_int(row.get("turns"), f"{where}.turns", 0),
-                restarts=as_int(row.get("restarts"), f"{where}.restarts", 0),
-                keys=keys,
-                tokens=tokens,
-                last_request_id=_row_str(row, "last_request_id", where, optional=True),
-            )
-            last = now - as_seconds(row.get("idle_seconds"), f"{where}.idle_seconds") - downtime
-            out.append((sid, state, last))
-        return out
-
-    def replace(self, entries: list[tuple[str, _State, float]]) -> None:
+    def replace(self, entries: list[tuple[str, ChatState, float]]) -> None:
         """Replace every session by :meth:`parse` output (e.g. on restore,
         together with the pilot's dedup conversations, which the old
         sessions' are not released into); bounds apply right after."""
         with self._lock:
-            fresh: BoundedLRU[_State] = BoundedLRU(
+            fresh: BoundedLRU[ChatState] = BoundedLRU(
                 self._sessions.max_items, self._sessions.ttl, self._release, self._sessions.clock
             )
             for sid, state, last in entries:
@@ -392,61 +277,20 @@ class ChatStore:
         docs = check_docs(docs)
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
-        pilot = self.pilot
         with self._lock:
             s = self._live(session_id, use=True, create=settings)
             assert s is not None
-            if s.turns >= s.max_turns:
-                # bounded history: start over, and forget what the old one sent,
-                # so no hint can refer to a dropped turn
-                pilot.end_conversation(s.conversation_id)
-                s.restart()
-            parts = [self.header] if self.header else []
-            sent: list[str] = []
-            # only a history's first turn has a prefix other sessions can share
-            ordered = pilot.plan_one(docs) if docs and not s.history else docs
-            try:
-                if docs:
-                    res = pilot.deduplicate([ordered], s.conversation_id, self.hint_template)[0]
-                    hints = dict(zip(res.hinted_positions, res.reference_hints))
-                    parts.append(render_documents(ordered, hints))
-                    tail = f"{relevance_line(docs)}\n\n{query}"
-                    sent = [hints.get(i, d) for i, d in enumerate(ordered)]
-                    content = "\n\n".join([*parts, tail])
-                else:
-                    tail = content = query
-                keys, tokens = pilot.measure([*sent, tail])
-            except BaseException:
-                # the dedup state may count this turn's documents as sent, but
-                # they never reached the history: forget it (documents go in
-                # full again), so no hint can point at them
-                pilot.end_conversation(s.conversation_id)
-                s.conversation_id = _new_conversation()
-                raise
-            s.keys += keys
-            s.tokens += tokens
-            recorded = pilot.record_sent(s.keys, s.tokens)
-            s.last_request_id = recorded[0] if recorded else None
-            s.history.append({"role": "user", "content": content})
-            s.pending = query
-            s.turns += 1
-            head = [{"role": "system", "content": s.system}] if s.system else []
-            return head + [dict(m) for m in s.history]
+            return open_turn(self.pilot, s, docs, query, self.header, self.hint_template)
 
     def _reply(self, session_id: str, answer: Any) -> str:
         _check_str(answer, "answer")
         with self._lock:
             s = self._live(session_id, use=True)
-            if s is None or s.pending is None:
+            if s is None:
                 raise ValueError(
                     f"no question awaits an answer in chat session {session_id!r}: call messages() first"
                 )
-            keys, tokens = self.pilot.measure([answer])
-            question, s.pending = s.pending, None
-            s.keys += keys
-            s.tokens += tokens
-            s.history.append({"role": "assistant", "content": answer})
-            return question
+            return close_turn(self.pilot, s, answer)
 
 
 class ChatSession:

@@ -21,7 +21,6 @@ Per-phase CPU seconds are returned in :attr:`Plan.timings`.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ import numpy as np
 from contextpilot.core.batch import FLAT_MIN_BLOCKS, Batch, as_objects, chunk_indices, intern_batch, split
 from contextpilot.core.blocks import Block, BlockTable
 from contextpilot.core.cluster import Forest, build_forest
+from contextpilot.core.gcpause import gc_paused
 from contextpilot.core.index import PrefixIndex
 from contextpilot.core.order import Emitter, PlanItems
 from contextpilot.core.recent import RecentRequests
@@ -129,15 +129,10 @@ def plan(
     ``workers``.
     """
     opts = dataclasses.replace(options or PlanOptions(), **settings)
-    gc_was_on = gc.isenabled()
-    gc.disable()  # millions of small containers: the cyclic GC only costs here
-    try:
+    with gc_paused():  # millions of small containers: the cyclic GC only costs here
         n_workers = min(opts.workers, -(-len(contexts) // opts.chunk_size))
         with WorkerPool(n_workers if n_workers > 1 else 0, warm=(__name__,)) as pool:
             return _plan_with(pool, contexts, token_counter, table, index, recent, opts)
-    finally:
-        if gc_was_on:
-            gc.enable()
 
 
 @dataclass
@@ -158,9 +153,7 @@ class _ChunkPlan:
 
 def _plan_chunk(requests: list[list[int]], tokens: list[int], k: int, backend: str, emit: bool) -> _ChunkPlan:
     """Forest (and, without live state, the layout) of one chunk."""
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         timings: dict[str, float] = {}
         forest = build_forest([frozenset(r) for r in requests], tokens, k=k, backend=backend, timings=timings)
         out = _ChunkPlan(
@@ -171,9 +164,6 @@ def _plan_chunk(requests: list[list[int]], tokens: list[int], k: int, backend: s
             out.order, out.seqs = Emitter(PlanItems([], tokens, requests)).emit(forest, requests)
             timings["emission"] = time.thread_time() - t0
         return out
-    finally:
-        if gc_was_on:
-            gc.enable()
 
 
 def _plan_chunk_flat(

@@ -12,13 +12,20 @@ prefixes stay shareable. Layout:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from contextpilot.core.blocks import Block
 from contextpilot.core.dedup import doc_ref
 
-__all__ = ["DEFAULT_SYSTEM", "build_messages", "check_docs", "relevance_line", "render_documents"]
+__all__ = [
+    "DEFAULT_SYSTEM",
+    "build_messages",
+    "check_docs",
+    "relevance_line",
+    "relevance_of_labels",
+    "render_documents",
+]
 
 DEFAULT_SYSTEM = (
     "Answer the user's question using the documents below. Each document starts "
@@ -40,9 +47,17 @@ def _render(doc: Block) -> str:
     return doc if isinstance(doc, str) else str(doc)
 
 
+def relevance_of_labels(labels: Iterable[str], noun: str = "Documents") -> str:
+    """``<noun> by relevance to the question, most relevant first: [a], [b]``,
+    the labels as given (the one wording of the relevance line)."""
+    order = ", ".join(f"[{lab}]" for lab in labels)
+    return f"{noun} by relevance to the question, most relevant first: {order}"
+
+
 def relevance_line(original: Sequence[Block]) -> str:
-    labels = ", ".join(f"[{doc_ref(d)}]" for d in dict.fromkeys(original))
-    return f"Documents by relevance to the question, most relevant first: {labels}"
+    """The relevance line of documents ``original`` (most relevant first,
+    a repeated document listed once), labelled by content."""
+    return relevance_of_labels(doc_ref(d) for d in dict.fromkeys(original))
 
 
 def render_documents(ordered: Sequence[Block], hints: dict[int, str] | None = None) -> str:

@@ -47,16 +47,15 @@ envelope (format, version, save time) and the file handling.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contextpilot.core.gcpause import gc_paused
 from contextpilot.core.persist import SnapshotError, as_seconds
 
 if TYPE_CHECKING:
@@ -81,22 +80,10 @@ class RestoreReport:
     downtime_seconds: float
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Millions of small objects: the cyclic GC would only cost here."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
-
-
 def capture(pilot: ContextPilot) -> dict[str, Any]:
     """The instance's state as a JSON-ready dict (consistent: taken under
     the instance's lock)."""
-    with _gc_paused():
+    with gc_paused():
         state = pilot.export()
     return {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **state}
 
@@ -108,7 +95,7 @@ def restore(pilot: ContextPilot, data: Any) -> RestoreReport:
     if data.get("version") != VERSION:
         raise SnapshotError(f"snapshot version {data.get('version')!r}; this build reads version {VERSION}")
     downtime = max(0.0, time.time() - as_seconds(data.get("saved_at"), "saved_at"))
-    with _gc_paused():
+    with gc_paused():
         kept = pilot.load(data, downtime=downtime)
     return RestoreReport(**kept, downtime_seconds=round(downtime, 3))
 
@@ -152,7 +139,7 @@ def load(path: str | os.PathLike[str], pilot: ContextPilot) -> RestoreReport | N
     except OSError as e:
         raise SnapshotError(f"cannot read {path}: {e}") from None
     try:
-        with _gc_paused():
+        with gc_paused():
             data = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise SnapshotError(f"{path} is not valid JSON: {e}") from None

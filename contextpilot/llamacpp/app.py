@@ -73,13 +73,9 @@ def create_proxy_app(config: ProxyConfig, notifier: EvictionNotifier | None = No
         return JSONResponse({"detail": exc.detail()}, status_code=422)
 
     @app.post("/completion")
+    @app.post("/completions")  # llama-server's alias
     async def completion(request: Request) -> Response:
         """Native completion, passed through; the slot model learns from the answer."""
-        return await fwd.completion(request, "/completion", None)
-
-    @app.post("/completions")
-    async def completions_alias(request: Request) -> Response:
-        """llama-server's alias of ``/completion``."""
         return await fwd.completion(request, "/completion", None)
 
     @app.post("/v1/completions")

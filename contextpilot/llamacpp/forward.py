@@ -225,26 +225,38 @@ class Forwarder:
             return await self.send("/completion", native)
         except EngineError as e:
             st.in_flight -= 1
-            st.error(e.kind)
-            st.finish(rid, label, prompt, None, started=started, status=e.status)
+            self._failed(e.kind, e.status, rid, prompt, label, started)
             return e
+
+    def _failed(
+        self, kind: str, status: int, rid: str, prompt: str | list[int], label: str, started: float
+    ) -> None:
+        """Account for a request that got no usable answer: the error counted, the request logged."""
+        self.st.error(kind)
+        self.st.finish(rid, label, prompt, None, started=started, status=status)
+
+    async def _read(
+        self, resp: httpx.Response, rid: str, prompt: str | list[int], label: str, started: float
+    ) -> bytes | EngineError:
+        """The whole body of ``resp``, which is then closed and no longer in
+        flight; a read that fails is accounted for and returned as the error."""
+        try:
+            return await resp.aread()
+        except httpx.HTTPError as e:
+            err = self.st.engine.error_for(e)
+            self._failed(err.kind, err.status, rid, prompt, label, started)
+            return err
+        finally:
+            await resp.aclose()
+            self.st.in_flight -= 1
 
     async def _refused_stream(
         self, resp: httpx.Response, rid: str, prompt: str | list[int], label: str, started: float
     ) -> Response:
-        st = self.st
-        try:
-            raw = await resp.aread()
-        except httpx.HTTPError as e:
-            err = st.engine.error_for(e)
-            st.error(err.kind)
-            st.finish(rid, label, prompt, None, started=started, status=err.status)
-            return err.response(headers={RID_HEADER: rid})
-        finally:
-            await resp.aclose()
-            st.in_flight -= 1
-        st.error(f"engine_http_{resp.status_code}")
-        st.finish(rid, label, prompt, None, started=started, status=resp.status_code)
+        raw = await self._read(resp, rid, prompt, label, started)
+        if isinstance(raw, EngineError):
+            return raw.response(headers={RID_HEADER: rid})
+        self._failed(f"engine_http_{resp.status_code}", resp.status_code, rid, prompt, label, started)
         return Response(raw, status_code=resp.status_code, headers=engine_headers(resp, rid))
 
     async def _run(
@@ -255,23 +267,15 @@ class Forwarder:
         resp = await self._open(native, rid, prompt, label, started)
         if isinstance(resp, EngineError):
             return _Answer(error=resp)
-        try:
-            raw = await resp.aread()
-        except httpx.HTTPError as e:
-            err = st.engine.error_for(e)
-            st.error(err.kind)
-            st.finish(rid, label, prompt, None, started=started, status=err.status)
-            return _Answer(error=err)
-        finally:
-            await resp.aclose()
-            st.in_flight -= 1
+        raw = await self._read(resp, rid, prompt, label, started)
+        if isinstance(raw, EngineError):
+            return _Answer(error=raw)
         result = None
         if resp.status_code == 200:
             with contextlib.suppress(ValueError):
                 result = json.loads(raw)
         if not isinstance(result, dict):
-            st.error(f"engine_http_{resp.status_code}")
-            st.finish(rid, label, prompt, None, started=started, status=resp.status_code)
+            self._failed(f"engine_http_{resp.status_code}", resp.status_code, rid, prompt, label, started)
             return _Answer(raw, resp)
         st.finish(rid, label, prompt, result, started=started, status=200)
         return _Answer(raw, resp, result)

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from contextpilot.core.prompt import relevance_of_labels
 from contextpilot.plugins.notes import DEFAULT_NOTE, History, render_block, render_turn, settle_history
 
 __all__ = ["chat_turn", "check_history", "one_shot", "relevance_line"]
 
 
 def relevance_line(labels: Sequence[str], noun: str = "Documents") -> str:
-    """``<noun> by relevance to the question, most relevant first: [a], [b]``."""
-    order = ", ".join(f"[{lab}]" for lab in dict.fromkeys(labels))
-    return f"{noun} by relevance to the question, most relevant first: {order}"
+    """``<noun> by relevance to the question, most relevant first: [a], [b]``
+    (a repeated label listed once; the wording is the core prompt's)."""
+    return relevance_of_labels(dict.fromkeys(labels), noun)
 
 
 def check_history(history: Any) -> list[dict[str, str]]:

@@ -97,14 +97,18 @@ def create_engine_app(
         with lock:
             return sim.serve(prompt_tokens, [1] * len(prompt_tokens))
 
+    async def read_body(request: Request) -> Any:
+        """The request's JSON body; HTTP 400 when it is not JSON."""
+        try:
+            return await request.json()
+        except ValueError:
+            raise HTTPException(400, "body must be JSON") from None
+
     async def complete(request: Request, chat: bool) -> Any:
         failed = injected_failure()
         if failed is not None:
             return failed
-        try:
-            body = await request.json()
-        except ValueError:
-            raise HTTPException(400, "body must be JSON") from None
+        body = await read_body(request)
         if chat:
             if not isinstance(body.get("messages"), list):
                 raise HTTPException(400, "messages must be a list")
@@ -192,10 +196,7 @@ def create_engine_app(
         failed = injected_failure()
         if failed is not None:
             return failed
-        try:
-            body = await request.json()
-        except ValueError:
-            raise HTTPException(400, "body must be JSON") from None
+        body = await read_body(request)
         texts = body.get("input") if isinstance(body, dict) else None
         if isinstance(texts, str):
             texts = [texts]
@@ -231,7 +232,7 @@ def create_engine_app(
         failed = injected_failure()
         if failed is not None:
             return failed
-        body = await request.json()
+        body = await read_body(request)
         text = body.get("input") if isinstance(body, dict) else None
         if not isinstance(text, str):
             raise HTTPException(400, "input must be a string")
@@ -252,7 +253,7 @@ def create_engine_app(
 
     @app.post("/debug/fail")
     async def fail(request: Request) -> dict[str, int]:
-        body = await request.json()
+        body = await read_body(request)
         status, count = body.get("status", 503), body.get("count", 1)
         if not isinstance(status, int) or not 400 <= status <= 599 or not isinstance(count, int) or count < 0:
             raise HTTPException(400, "status must be 400..599 and count >= 0")

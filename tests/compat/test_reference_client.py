@@ -21,7 +21,7 @@ import pytest
 
 from contextpilot.client import ContextPilotIndexClient, ContextPilotNotSupportedError
 
-from procs import engine, server, spawn
+from support.procs import engine, server, spawn
 
 pytestmark = pytest.mark.reference
 

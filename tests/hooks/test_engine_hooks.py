@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from procs import server
+from support.procs import server
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

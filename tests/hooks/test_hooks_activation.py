@@ -24,7 +24,7 @@ from contextpilot.hooks.pth import PTH_NAME, assemble_standalone, install, pth_l
 from contextpilot.hooks.tracker import RequestEntries
 from contextpilot.hooks.vllm import external_request_id
 
-from procs import server
+from support.procs import server
 
 REPO = Path(__file__).resolve().parents[2]
 DEAD_ENGINE = "http://127.0.0.1:9"

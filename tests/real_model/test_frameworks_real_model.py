@@ -8,7 +8,7 @@ partial prefix at all, so the test checks the server's log says so.
 
 Path: framework -> contextpilot server's OpenAI proxy (``/v1/chat/completions``
 or ``/v1/completions``) -> the llama.cpp slot-tracking proxy
-(``python -m contextpilot.hooks.llamacpp_proxy``, default ``llama3`` chat
+(``python -m contextpilot.llamacpp.proxy``, default ``llama3`` chat
 rendering: the base model has no chat training, so any fixed template is
 plain text to it; what prefix reuse needs is a deterministic rendering with
 the retrieved text before the question) -> llama-server. The proxy reports
@@ -364,7 +364,6 @@ def _mem0(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStack, tmp
     from mem0 import Memory
     from mem0.embeddings.base import EmbeddingBase
     from mem0.llms.base import LLMBase
-
 
     class HashEmbedder(EmbeddingBase):
         def embed(self, text: Any, memory_action: Any = None) -> list[float]:

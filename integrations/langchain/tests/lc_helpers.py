@@ -4,6 +4,7 @@ model that echoes its prompt, and readers of what the model received."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from langchain_core.documents import Document
@@ -13,6 +14,9 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 REPO = Path(__file__).resolve().parents[3]
+# the repository's tests/ on sys.path: this suite shares its helpers (support.*)
+sys.path.insert(0, str(REPO / "tests"))
+from support.chat_scoring import common_prefix, shareable_prefix  # noqa: E402,F401  (re-exported)
 
 CAPITALS = {
     "fr": "Paris is the capital of France.",
@@ -44,22 +48,6 @@ def ids_of(prompt: str) -> list[str]:
         assert m, f"unexpected context line {line!r}"
         out.append(m.group(1))
     return out
-
-
-def shareable_prefix(first: list[str], second_set: set[str]) -> int:
-    """Length of the longest prefix of ``first`` made only of documents the
-    second request also holds: the most a reordering can share."""
-    n = 0
-    while n < len(first) and first[n] in second_set:
-        n += 1
-    return n
-
-
-def common_prefix(a: list[str], b: list[str]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def make_chain(retriever: Runnable) -> Runnable:

@@ -3,12 +3,13 @@ would import OpenAI), the index, and a real contextpilot server process."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
 from li_helpers import REPO, BagOfWords, echo_llm, make_index
 from llama_index.core import Settings, VectorStoreIndex
+
+TESTS = REPO / "tests"  # on sys.path (li_helpers): the server tests use support.procs
 
 
 @pytest.fixture(autouse=True)
@@ -25,15 +26,11 @@ def index() -> VectorStoreIndex:
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """A real contextpilot server on 127.0.0.1 (started the way the
-    repository's own server tests start it)."""
+    """A real contextpilot server on 127.0.0.1, started by the repository's
+    own test helper (tests/support/procs.py); no engine behind it: the
+    plugin uses only the index endpoints."""
     pytest.importorskip("fastapi", reason="server mode needs contextpilot[server]")
-    tests_dir = REPO / "tests"
-    if not (tests_dir / "procs.py").exists():
-        pytest.skip(f"server tests need the contextpilot repository's tests/procs.py (not at {tests_dir})")
-    sys.path.insert(0, str(tests_dir))
-    from procs import spawn
-
-    # no engine needed: the plugin uses only the index endpoints
-    with spawn("contextpilot.server.http_server", "--infer-api-url", "http://127.0.0.1:9") as proc:
+    reason = f"server tests need the contextpilot repository's tests/ (not at {TESTS})"
+    procs = pytest.importorskip("support.procs", reason=reason)
+    with procs.server("http://127.0.0.1:9") as proc:
         yield proc.url

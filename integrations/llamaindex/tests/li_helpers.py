@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
 from pathlib import Path
 
 from llama_index.core import Document, VectorStoreIndex
@@ -13,6 +14,9 @@ from llama_index.core.embeddings import BaseEmbedding
 from llama_index.core.llms import MockLLM
 
 REPO = Path(__file__).resolve().parents[3]
+# the repository's tests/ on sys.path: this suite shares its helpers (support.*)
+sys.path.insert(0, str(REPO / "tests"))
+from support.chat_scoring import common_prefix, shareable_prefix  # noqa: E402,F401  (re-exported)
 
 CAPITALS = {
     "fr": "Paris is the capital of France, on the Seine.",
@@ -71,17 +75,3 @@ def ids_of(prompt: str) -> list[str]:
             assert len(keys) == 1, f"unexpected passage {passage!r}"
             out.append(keys[0])
     return out
-
-
-def shareable_prefix(first: list[str], second_set: set[str]) -> int:
-    n = 0
-    while n < len(first) and first[n] in second_set:
-        n += 1
-    return n
-
-
-def common_prefix(a: list[str], b: list[str]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n

@@ -42,7 +42,7 @@ async def test_async_session_through_the_server(index, server_url, client):
 
 
 def test_unreachable_server_is_a_clear_error(index):
-    from procs import free_port
+    from support.procs import free_port
 
     post = ContextPilotNodePostprocessor(server_url=f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(ContextPilotConnectionError, match="/reorder"):

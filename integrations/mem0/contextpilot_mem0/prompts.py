@@ -53,22 +53,22 @@ def _ranked(items: Sequence[Mapping[str, Any]], labels: list[str]) -> list[str]:
     return [labels[p] for p in sorted(range(len(items)), key=lambda p: (items[p].get(RANK_KEY, p), p))]
 
 
+def _memories(results: Any) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Checked mem0 results as labels, texts (in the order given) and the
+    layout both prompt kinds use: mem0's relevance order, header, noun."""
+    items = check_results(results)
+    labels = labels_of(items)
+    layout = {"ranked": _ranked(items, labels), "header": MEMORY_HEADER, "noun": "Memories"}
+    return labels, [m["memory"] for m in items], layout
+
+
 def memory_messages(
     query: str, results: Any, *, system_instruction: str = DEFAULT_SYSTEM
 ) -> list[dict[str, str]]:
     """``[system, user]`` for one question from mem0 ``search`` / ``get_all``
     output: memories in the order given, relevance restated, query last."""
-    items = check_results(results)
-    labels = labels_of(items)
-    return one_shot(
-        query,
-        labels,
-        [m["memory"] for m in items],
-        ranked=_ranked(items, labels),
-        header=MEMORY_HEADER,
-        system=system_instruction,
-        noun="Memories",
-    )
+    labels, texts, layout = _memories(results)
+    return one_shot(query, labels, texts, system=system_instruction, **layout)
 
 
 def chat_messages(
@@ -84,16 +84,7 @@ def chat_messages(
     far (user and assistant; a leading system message is dropped, since this
     function adds its own). Send the result as is; then keep ``result[1:]``
     plus the model's answer as the next turn's history. O(history characters)."""
-    items = check_results(results)
-    labels = labels_of(items)
+    labels, texts, layout = _memories(results)
     return chat_turn(
-        history,
-        query,
-        labels,
-        [m["memory"] for m in items],
-        ranked=_ranked(items, labels),
-        header=MEMORY_HEADER,
-        system=system_instruction,
-        noun="Memories",
-        note_template=note_template,
+        history, query, labels, texts, system=system_instruction, note_template=note_template, **layout
     )

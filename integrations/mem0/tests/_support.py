@@ -22,8 +22,14 @@ from mem0 import AsyncMemory, Memory
 from mem0.embeddings.base import EmbeddingBase
 from mem0.llms.base import LLMBase
 
-from contextpilot.server.sim_engine import render_chat, tokenize
-from contextpilot.sim import RadixCacheSim
+# prompt scoring shared with the other plugins' suites (tests/support; on sys.path: conftest.py)
+from support.chat_scoring import (  # noqa: F401  (re-exported for the tests)
+    common_prefix,
+    hit_ratio,
+    prompt_tokens,
+    rendered,
+    uncached_tokens,
+)
 
 DIMS = 256
 _WORD = re.compile(r"\w+")
@@ -90,41 +96,6 @@ def as_messages(facts: Sequence[str]) -> list[dict[str, str]]:
     return [{"role": "user", "content": f} for f in facts]
 
 
-def rendered(messages: list[dict[str, str]]) -> str:
-    """The text a chat engine sees (the simulated engine's template)."""
-    return render_chat(messages)
-
-
-def common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def hit_ratio(prompts: Sequence[list[dict[str, str]]], capacity: float | None = None) -> float:
-    """Token hit ratio of serving the prompts in order through a radix prefix cache."""
-    sim = RadixCacheSim(capacity)
-    for messages in prompts:
-        toks = tokenize(render_chat(messages))
-        sim.serve(toks, [1] * len(toks))
-    return sim.hit_ratio
-
-
-def uncached_tokens(prompts: Sequence[list[dict[str, str]]], capacity: float | None = None) -> int:
-    """Prompt tokens the engine must compute (not found in the prefix cache)."""
-    sim = RadixCacheSim(capacity)
-    for messages in prompts:
-        toks = tokenize(render_chat(messages))
-        sim.serve(toks, [1] * len(toks))
-    return sim.total_tokens - sim.hit_tokens
-
-
-def prompt_tokens(prompts: Sequence[list[dict[str, str]]]) -> int:
-    return sum(len(tokenize(render_chat(m))) for m in prompts)
-
-
 def locomo_path() -> Path | None:
     from contextpilot.bench.workloads import default_locomo_path
 
@@ -180,13 +151,11 @@ class LlamaServers:
 
     def __init__(self) -> None:
         import subprocess
-        import sys
         import time
 
         import httpx
 
-        sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-        from procs import free_port
+        from support.procs import free_port  # tests/ is on sys.path (top of this file)
 
         binary, model = llama_server_bin(), gemma_path()
         if binary is None:

@@ -7,13 +7,17 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 _ROOT = tempfile.mkdtemp(prefix="cp-mem0-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
 atexit.register(shutil.rmtree, _ROOT, True)
 # read by mem0 at import time: set before any test module imports it
 os.environ["MEM0_TELEMETRY"] = "False"
 os.environ["MEM0_DIR"] = os.path.join(_ROOT, "mem0-home")
+# the repository's tests/ on sys.path: the suite imports its shared helpers as support.*
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 import pytest  # noqa: E402
 from _support import make_memory  # noqa: E402

@@ -5,16 +5,12 @@ process with a token-level prefix cache), which reports
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import openai
 import pytest
 from _support import as_messages
 from contextpilot_mem0 import ContextPilotReranker, chat_messages, memory_messages
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from procs import engine  # noqa: E402  (the repository's process helper)
+from support.procs import engine  # the repository's process helper (tests/ on sys.path: conftest.py)
 
 FACTS = [
     "Erin grows tomatoes and basil on her balcony",

@@ -12,8 +12,6 @@ dog called Poppy. Slow on 2 busy cores (an ~8k-token extraction prompt).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import tempfile
@@ -21,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from _support import GEMMA_DIMS
+
+from support.readme import run_example  # tests/support (on sys.path: conftest.py)
 
 pytestmark = pytest.mark.real_model
 
@@ -106,18 +106,12 @@ def test_fact_extraction_through_a_real_local_model(llama_servers, store_dir):
 
 
 def test_readme_example_runs_as_written(llama_servers, store_dir, monkeypatch):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    code = re.search(r"## Example.*?```python\n(.*?)```", readme, re.S).group(1)
     monkeypatch.setenv("LOCAL_CHAT_URL", llama_servers.chat_url)
     monkeypatch.setenv("LOCAL_EMBED_URL", llama_servers.embed_url)
     monkeypatch.setenv("MEM0_DIR", store_dir)
     monkeypatch.setattr(tempfile, "tempdir", store_dir)
-    out = io.StringIO()
-    scope: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), scope)
+    printed, scope = run_example(Path(__file__).parents[1] / "README.md", "## Example")
     try:
-        printed = out.getvalue()
         added = scope["added"]["results"]
         assert added, printed  # the model's answer was parsed into memories
         assert "system: " in printed and "user: " in printed and "Where does Alice live?" in printed

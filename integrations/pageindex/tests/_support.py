@@ -9,15 +9,21 @@ import asyncio
 import contextlib
 import io
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pageindex import md_to_tree
 
 from contextpilot.bench.bm25 import BM25
-from contextpilot.server.sim_engine import render_chat, tokenize
-from contextpilot.sim import RadixCacheSim
+
+# prompt scoring shared with the other plugins' suites (tests/support; on sys.path: conftest.py)
+from support.chat_scoring import (  # noqa: F401  (re-exported for the tests)
+    common_prefix,
+    hit_ratio,
+    prompt_tokens,
+    rendered,
+    uncached_tokens,
+)
 
 HANDBOOK = {
     "Working hours": {
@@ -119,39 +125,6 @@ class TreeSearch:
 
     def __call__(self, query: str, k: int) -> list[tuple[str, str]]:
         return [(self.doc_id, self.nodes[i]["node_id"]) for i in self.bm25.top_k(query, k)]
-
-
-def rendered(messages: list[dict[str, str]]) -> str:
-    return render_chat(messages)
-
-
-def common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _sim(prompts: Sequence[list[dict[str, str]]], capacity: float | None) -> RadixCacheSim:
-    sim = RadixCacheSim(capacity)
-    for messages in prompts:
-        toks = tokenize(render_chat(messages))
-        sim.serve(toks, [1] * len(toks))
-    return sim
-
-
-def hit_ratio(prompts: Sequence[list[dict[str, str]]], capacity: float | None = None) -> float:
-    return _sim(prompts, capacity).hit_ratio
-
-
-def uncached_tokens(prompts: Sequence[list[dict[str, str]]], capacity: float | None = None) -> int:
-    sim = _sim(prompts, capacity)
-    return sim.total_tokens - sim.hit_tokens
-
-
-def prompt_tokens(prompts: Sequence[list[dict[str, str]]]) -> int:
-    return sum(len(tokenize(render_chat(m))) for m in prompts)
 
 
 def locomo_sample(index: int = 0) -> dict[str, Any] | None:

@@ -8,9 +8,6 @@ exactly what each model call received."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import litellm
 import pytest
 from _support import build_tree, handbook_markdown
@@ -20,8 +17,7 @@ from litellm.integrations.custom_logger import CustomLogger
 import contextpilot as cp
 from contextpilot.plugins import DEFAULT_NOTE, find_notes, unseen_notes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from procs import engine  # noqa: E402  (the repository's process helper)
+from support.procs import engine  # the repository's process helper (tests/ on sys.path: conftest.py)
 
 # what the tree-search model "answers" for each question (doc "hb")
 PICKS = {

@@ -63,7 +63,7 @@ async def test_retriever_async_through_the_server(store, server_url, client):
 
 
 def test_unreachable_server_is_a_clear_error():
-    from procs import free_port
+    from support.procs import free_port
 
     reorder = ContextPilotReorder(server_url=f"http://127.0.0.1:{free_port()}", timeout=2)
     docs = [Document("a")]

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
 from pathlib import Path
 
 import pytest
 
 from contextpilot.plugins import DEFAULT_NOTE, find_notes, render_block, unseen_notes
 
+from support.readme import run_example  # tests/support (on sys.path: conftest.py)
+
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_readme_example_runs():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    code = re.search(r"## Ten-line example.*?```python\n(.*?)```", readme, re.S).group(1)
-    out = io.StringIO()
-    scope: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), scope)
-    printed = out.getvalue()
+    printed, scope = run_example(Path(__file__).parents[2] / "README.md", "## Ten-line example")
     assert printed.count("human: Documents:") == 2 and printed.count("ai: (answer)") == 2
     stored = [m.text for m in scope["histories"]["user-1"].messages]
     corpus = {k: render_block(k, v["text"]) for k, v in scope["store"].store.items()}

@@ -1,0 +1,1 @@
+"""Tests of ``contextpilot.bench``: the benchmark CLI, its measures and the real-engine replays."""

@@ -1,0 +1,1 @@
+"""Tests of ``contextpilot.core``: the library (index, planner, pilot, dedup, chat, sessions)."""

@@ -1,0 +1,1 @@
+"""Tests of ``contextpilot.distributed``: sharded planning (Ray in CI step 50)."""

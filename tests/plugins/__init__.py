@@ -1,0 +1,1 @@
+"""Tests of ``contextpilot.plugins``: what every framework plugin shares."""

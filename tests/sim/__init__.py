@@ -1,0 +1,1 @@
+"""Tests of ``contextpilot.sim``: the simulated prefix-cache engine and its bounds."""
