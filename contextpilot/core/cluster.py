@@ -31,9 +31,9 @@ Invariants of :class:`Forest`:
 * every node is in exactly one tree; ``roots`` lists the trees.
 
 Cost: the candidate search (O(P log P) numpy work for P posting entries),
-then O(N k log N) Python work for N requests (about 100 µs per merge on
-this project's 2-core reference machine: the greedy loop is the planner's
-hot spot).
+then the greedy merges: O(N k log N) work for N requests, compiled for big
+batches (about 10 µs per merge on this project's 2-core reference machine,
+100 µs on the Python loop small batches use).
 """
 
 from __future__ import annotations
@@ -48,10 +48,14 @@ import numpy as np
 from contextpilot.core import merge_kernel
 from contextpilot.core.candidates import candidate_edges, incidence
 
-__all__ = ["Forest", "build_forest"]
+__all__ = ["KERNEL_MIN_CLUSTERS", "Forest", "build_forest"]
 
 #: Rounds of candidate search among the remaining roots.
 MAX_PASSES = 6
+#: Candidate graphs with at least this many clusters merge in the compiled
+#: kernel (:mod:`contextpilot.core.merge_kernel`); smaller ones on the Python
+#: loop, which needs no compilation (nor numba) and is as fast there.
+KERNEL_MIN_CLUSTERS = 20_000
 
 
 @dataclass
@@ -81,16 +85,21 @@ def build_forest(
     max_degree: int = 12,
     backend: str = "scipy",
     timings: dict[str, float] | None = None,
+    kernel_min: int | None = None,
 ) -> Forest:
     """Greedy loss-aware max-intersection agglomeration (see module docstring).
 
     ``weights[b]``: token length of planning id ``b`` (an int).
+    ``kernel_min``: candidate graphs of at least this many clusters merge in
+    the compiled kernel (default :data:`KERNEL_MIN_CLUSTERS`); the forest
+    does not depend on it.
     ``timings``: if given, CPU seconds of this thread are added to its
     ``"candidates"`` (candidate search) and ``"merging"`` (the rest)."""
     t0 = time.thread_time()
     cand = [0.0]
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    kernel_min = KERNEL_MIN_CLUSTERS if kernel_min is None else kernel_min
     n = len(sets)
     w = [int(x) for x in weights]
     if any(x < 0 for x in w):
@@ -121,7 +130,7 @@ def build_forest(
     for _ in range(MAX_PASSES):
         if len(reps) < 2:
             break
-        if not _merge_pass(reps, inter, gain, loss, ga, alive, merge, k, max_degree, backend, cand):
+        if not _merge_pass(reps, inter, gain, loss, ga, merge, k, max_degree, backend, cand, kernel_min):
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
@@ -274,9 +283,23 @@ _TOP = 1 << 62
 
 
 def _merge_pass(
-    reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: int, backend: str, cand_cpu: list[float]
+    reps,
+    inter,
+    gain,
+    loss,
+    ga,
+    merge,
+    k: int,
+    max_degree: int,
+    backend: str,
+    cand_cpu: list[float],
+    kernel_min: int,
 ) -> int:
     """Greedy merging over one candidate graph; returns merges made.
+
+    Graphs of at least ``kernel_min`` clusters merge in the compiled kernel
+    (:mod:`contextpilot.core.merge_kernel`: the same merges in the same
+    order), smaller ones (or all, without numba) in the loop below.
 
     ``adj[x][y]`` is the exact priority of merging live clusters x and y
     (present only when they share a block of positive weight). The heap
@@ -297,10 +320,11 @@ def _merge_pass(
     cand_cpu[0] += time.thread_time() - t0
     if not len(ea):
         return 0
-    if len(reps) >= KERNEL_MIN_CLUSTERS and merge_kernel.available():
-        return _kernel_pass(reps, inter, gain, loss, lv, merge, ea, eb, ev, exact, max_degree)
-    if len(reps) >= KERNEL_MIN_CLUSTERS:
-        _log.info("numba is not importable: %d clusters merge on the Python loop (about 8x slower)", len(reps))
+    if len(reps) >= kernel_min and merge_kernel.available():
+        left, right = merge_kernel.greedy_merges(reps, inter, gain, loss, lv, ea, eb, ev, exact, max_degree)
+        for a, b in zip(left, right):
+            merge(a, b)
+        return len(left)
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]
@@ -363,64 +387,6 @@ def _merge_pass(
             head[c] = ((_TOP - max(mine.values())) << _SHIFT) | c
             push(heap, head[c])
     return merged
-
-
-#: Candidate graphs with at least this many clusters merge in the compiled
-#: kernel (:mod:`contextpilot.core.merge_kernel`); smaller ones on the Python
-#: loop above, which needs no compilation and is as fast there.
-KERNEL_MIN_CLUSTERS = 20_000
-
-
-def _kernel_pass(
-    reps: list[int],
-    inter: list[frozenset[int]],
-    gain: list[int],
-    loss: list[int],
-    lv: dict[int, int],
-    merge: Callable[[int, int], int],
-    ea: np.ndarray,
-    eb: np.ndarray,
-    ev: np.ndarray,
-    exact: bool,
-    max_degree: int,
-) -> int:
-    """:func:`_merge_pass`'s loop in the compiled kernel: the same merges in
-    the same order, replayed here through ``merge`` (node ids match because
-    both number merges from ``len(inter)``)."""
-    n_nodes = len(inter)
-    lens = np.zeros(n_nodes + len(reps), dtype=np.int64)
-    rep_ids = np.asarray(reps, dtype=np.int64)
-    lens[rep_ids] = [len(inter[r]) for r in reps]
-    starts = np.zeros_like(lens)
-    np.cumsum(lens[:-1], out=starts[1:])
-    used = int(lens.sum())
-    sd = np.empty(2 * used + 1, dtype=np.int64)
-    sd[:used] = np.fromiter(chain.from_iterable(sorted(inter[r]) for r in reps), dtype=np.int64, count=used)
-    # runs must sit where starts says: reps ascend, and non-reps have length 0
-    order = np.argsort(rep_ids, kind="stable")
-    if (order != np.arange(len(reps))).any():
-        raise AssertionError("live clusters must be listed in ascending order")
-    lv_arr = np.zeros(n_nodes + len(reps), dtype=np.int64)
-    lv_arr[rep_ids] = [lv[r] for r in reps]
-    left, right = merge_kernel.merge_pass(
-        n_nodes,
-        sd,
-        starts,
-        lens,
-        used,
-        rep_ids,
-        ea.astype(np.int64),
-        eb.astype(np.int64),
-        ev.astype(np.int64),
-        bool(exact),
-        np.asarray(gain, dtype=np.int64),
-        np.asarray(loss, dtype=np.int64),
-        lv_arr,
-        max_degree,
-    )
-    for a, b in zip(left.tolist(), right.tolist()):
-        merge(a, b)
-    return len(left)
 
 
 def _second(kv: tuple[int, int]) -> int:
