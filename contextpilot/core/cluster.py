@@ -320,11 +320,13 @@ def _merge_pass(
     cand_cpu[0] += time.thread_time() - t0
     if not len(ea):
         return 0
-    if len(reps) >= kernel_min and merge_kernel.available():
-        left, right = merge_kernel.greedy_merges(reps, inter, gain, loss, lv, ea, eb, ev, exact, max_degree)
-        for a, b in zip(left, right):
+    done = None
+    if len(reps) >= kernel_min:
+        done = merge_kernel.greedy_merges(reps, inter, gain, loss, lv, ea, eb, ev, exact, max_degree)
+    if done is not None:
+        for a, b in zip(*done):
             merge(a, b)
-        return len(left)
+        return len(done[0])
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]

@@ -36,12 +36,16 @@ def available() -> bool:
     if "kernel" not in _state:
         try:
             from contextpilot.core import merge_jit
-        except ImportError as e:  # numba missing or broken
-            _log.warning("numba is not importable (%s): huge batches merge on the Python loop, slower", e)
-            _state["kernel"] = None
+        except Exception as e:  # noqa: BLE001 (numba missing or broken: plan without it)
+            _disable(f"numba is not importable ({e!r})")
         else:
             _state["kernel"] = merge_jit.merge_pass
     return _state["kernel"] is not None
+
+
+def _disable(why: str) -> None:
+    _log.warning("%s: huge batches merge on the Python loop, slower", why)
+    _state["kernel"] = None
 
 
 def greedy_merges(
@@ -55,15 +59,17 @@ def greedy_merges(
     ev: np.ndarray,
     exact: bool,
     max_degree: int,
-) -> tuple[list[int], list[int]]:
-    """The greedy merges over one candidate graph, as ``(left, right)``.
+) -> tuple[list[int], list[int]] | None:
+    """The greedy merges over one candidate graph, as ``(left, right)``;
+    ``None`` if the kernel is unavailable or fails to compile here (an
+    older numba, say: one warning, then the caller's Python loop).
 
     ``reps``: live cluster ids (into ``inter``); ``ea, eb, ev``: candidate
     pairs as positions in ``reps`` with priorities (exact when ``exact``);
     ``gain``/``loss``: per-block priority weights; ``lv``: each live
-    cluster's loss sum. Requires :func:`available`."""
+    cluster's loss sum."""
     if not available():
-        raise RuntimeError("the compiled merge kernel needs numba")
+        return None
     n_nodes = len(inter)
     total = n_nodes + len(reps)
     rep_ids = np.asarray(reps, dtype=np.int64)
@@ -80,7 +86,7 @@ def greedy_merges(
     sd[:used] = np.fromiter(runs, dtype=np.int64, count=used)
     lv_arr = np.zeros(total, dtype=np.int64)
     lv_arr[rep_ids] = [lv[r] for r in reps]
-    left, right = _state["kernel"](
+    args = (
         n_nodes,
         sd,
         starts,
@@ -96,4 +102,11 @@ def greedy_merges(
         lv_arr,
         int(max_degree),
     )
+    try:
+        left, right = _state["kernel"](*args)
+    except Exception as e:  # noqa: BLE001 (a numba typing or lowering error; the inputs are untouched)
+        if type(e).__module__.split(".")[0] != "numba":
+            raise
+        _disable(f"the merge kernel does not compile with this numba ({type(e).__name__}: {e})")
+        return None
     return left.tolist(), right.tolist()
