@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "greedy_merges"]
+__all__ = ["available", "greedy_merges", "warm_up"]
 
 _log = logging.getLogger(__name__)
 _state: dict[str, Any] = {}
@@ -110,3 +110,23 @@ def greedy_merges(
         _disable(f"the merge kernel does not compile with this numba ({type(e).__name__}: {e})")
         return None
     return left.tolist(), right.tolist()
+
+
+def warm_up() -> bool:
+    """Import numba and load (or, the first time on a machine, compile) the
+    kernel now, on a three-cluster graph: what a planning worker does while
+    its parent interns the batch. Returns :func:`available`."""
+    sets = [frozenset({0, 1}), frozenset({0, 1, 2}), frozenset({1, 2})]
+    done = greedy_merges(
+        [0, 1, 2],
+        sets,
+        [1, 1, 1],
+        [0, 0, 0],
+        dict.fromkeys(range(3), 0),
+        np.array([0, 1]),
+        np.array([1, 2]),
+        np.array([2, 2]),
+        True,
+        12,
+    )
+    return done is not None

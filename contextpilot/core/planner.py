@@ -135,7 +135,11 @@ def plan(
     opts = dataclasses.replace(options or PlanOptions(), **settings)
     with gc_paused():  # millions of small containers: the cyclic GC only costs here
         n_workers = min(opts.workers, -(-len(contexts) // opts.chunk_size))
-        with WorkerPool(n_workers if n_workers > 1 else 0, warm=(__name__,)) as pool:
+        # workers load the compiled merge kernel while this process interns
+        warm = (
+            (__name__, "contextpilot.core.merge_kernel:warm_up") if opts.chunk_size >= opts.kernel_min else ()
+        )
+        with WorkerPool(n_workers if n_workers > 1 else 0, warm=warm or (__name__,)) as pool:
             return _plan_with(pool, contexts, token_counter, table, index, recent, opts)
 
 

@@ -23,6 +23,7 @@ from contextpilot.bench.workloads import synthetic_rag
 from contextpilot.core import cluster, merge_kernel
 from contextpilot.core.candidates import candidate_edges
 from contextpilot.core.planner import plan
+from contextpilot.core.workers import WorkerPool
 
 from support.paths import child_pythonpath
 
@@ -115,6 +116,18 @@ def test_same_plan_digest_through_the_planner(workers: int) -> None:
     off = plan(wl.contexts, kernel_min=OFF, **kw)
     assert plan_digest(on.order, on.contexts) == plan_digest(off.order, off.contexts)
     assert on.shared_tokens == off.shared_tokens > 0
+
+
+def _loaded(name: str) -> bool:
+    return name in sys.modules
+
+
+def test_workers_load_the_kernel_before_their_first_task(monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", child_pythonpath())
+    assert merge_kernel.warm_up()
+    for warm, expected in ((("contextpilot.core.merge_kernel:warm_up",), True), ((), False)):
+        with WorkerPool(1, warm=warm) as pool:
+            assert list(pool.map([(_loaded, lambda: ("contextpilot.core.merge_jit",))])) == [expected]
 
 
 FALLBACK = textwrap.dedent(
