@@ -134,16 +134,34 @@ def build_forest(
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
-    if _rebracket(n, left, right, inter, w) and any(
-        a >= v or b >= v for v, a, b in zip(range(n, len(inter)), left, right)
-    ):
-        out = _renumbered(n, left, right, inter, roots)
-    else:
-        out = Forest(n, left, right, inter, roots)
+    out = _finished(n, left, right, inter, w, roots, n >= kernel_min)
     if timings is not None:
         timings["candidates"] = timings.get("candidates", 0.0) + cand[0]
         timings["merging"] = timings.get("merging", 0.0) + time.thread_time() - t0 - cand[0]
     return out
+
+
+def _finished(
+    n: int,
+    left: list[int],
+    right: list[int],
+    inter: list[frozenset[int]],
+    w: list[int],
+    roots: list[int],
+    fast: bool,
+) -> Forest:
+    """The forest after the rotation sweep, renumbered if a rotation left a
+    child after its parent; ``fast``: both steps compiled (the same result)."""
+    gained = merge_kernel.rebracket(n, left, right, inter, w, REBRACKET_ROUNDS) if fast else None
+    if gained is None:
+        gained = _rebracket(n, left, right, inter, w)
+    if not gained or not any(a >= v or b >= v for v, a, b in zip(range(n, len(inter)), left, right)):
+        return Forest(n, left, right, inter, roots)
+    order = merge_kernel.post_order(n, left, right, roots) if fast else None
+    if order is None:
+        return _renumbered(n, left, right, inter, roots)
+    nl, nr, old, new_roots = order
+    return Forest(n, nl, nr, inter[:n] + [inter[v] for v in old], new_roots)
 
 
 def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: list[int]) -> int:

@@ -39,12 +39,13 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["merge_pass"]
+__all__ = ["compiled", "merge_pass"]
 
 _log = logging.getLogger(__name__)
 
 
-def _compiled(fn: Any) -> Any:
+def compiled(fn: Any) -> Any:
+    """``fn`` compiled (nopython, GIL released), cached on disk when possible."""
     try:
         return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError as e:  # no writable cache directory anywhere
@@ -52,7 +53,7 @@ def _compiled(fn: Any) -> Any:
         return numba.njit(nogil=True)(fn)
 
 
-@_compiled
+@compiled
 def _intersect(sd: Any, st: Any, sl: Any, a: int, b: int, out: Any, gain: Any) -> tuple[int, int]:
     """Sorted intersection of sets ``a`` and ``b`` into ``out``: ``(size, gain sum)``."""
     i = st[a]
@@ -77,7 +78,7 @@ def _intersect(sd: Any, st: Any, sl: Any, a: int, b: int, out: Any, gain: Any) -
     return k, g
 
 
-@_compiled
+@compiled
 def merge_pass(
     n_nodes: int,
     sd: Any,

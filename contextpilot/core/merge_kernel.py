@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "greedy_merges", "warm_up"]
+__all__ = ["available", "greedy_merges", "post_order", "rebracket", "warm_up"]
 
 _log = logging.getLogger(__name__)
 _state: dict[str, Any] = {}
@@ -35,11 +35,13 @@ def available() -> bool:
     call imports it (about 0.5 s); a failure is logged once as a warning."""
     if "kernel" not in _state:
         try:
-            from contextpilot.core import merge_jit
+            from contextpilot.core import forest_jit, merge_jit
         except Exception as e:  # noqa: BLE001 (numba missing or broken: plan without it)
             _disable(f"numba is not importable ({e!r})")
         else:
             _state["kernel"] = merge_jit.merge_pass
+            _state["rebracket"] = forest_jit.rebracket
+            _state["post_order"] = forest_jit.post_order
     return _state["kernel"] is not None
 
 
@@ -102,14 +104,68 @@ def greedy_merges(
         lv_arr,
         int(max_degree),
     )
+    got = _call("kernel", args)
+    return None if got is None else (got[0].tolist(), got[1].tolist())
+
+
+def _call(name: str, args: tuple[Any, ...]) -> Any:
+    """A compiled function's result; ``None`` (one warning, then never
+    again) if it does not compile with this numba. Inputs a failed
+    compilation saw are untouched: it fails before running."""
     try:
-        left, right = _state["kernel"](*args)
-    except Exception as e:  # noqa: BLE001 (a numba typing or lowering error; the inputs are untouched)
+        return _state[name](*args)
+    except Exception as e:  # noqa: BLE001 (a numba typing or lowering error)
         if type(e).__module__.split(".")[0] != "numba":
             raise
-        _disable(f"the merge kernel does not compile with this numba ({type(e).__name__}: {e})")
+        _disable(f"the compiled planner steps do not compile with this numba ({type(e).__name__}: {e})")
         return None
-    return left.tolist(), right.tolist()
+
+
+def _runs(inter: Sequence[frozenset[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every set as a run of one flat array, in iteration order: ``(sd,
+    starts, lengths)``. O(total size)."""
+    lens = np.fromiter(map(len, inter), dtype=np.int64, count=len(inter))
+    starts = np.zeros(len(inter), dtype=np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    sd = np.fromiter(chain.from_iterable(inter), dtype=np.int64, count=int(lens.sum()))
+    return sd, starts, lens
+
+
+def rebracket(
+    n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: Sequence[int], rounds: int
+) -> int | None:
+    """``cluster._rebracket`` compiled: the same rotations in the same
+    order, applied in place to ``left``, ``right`` and ``inter`` (each
+    rotated node's set is rebuilt here as ``inter[x] & inter[kept]``, as the
+    Python sweep builds it). Returns the tokens gained, or ``None`` (nothing
+    changed) where the kernel is unavailable."""
+    if not available():
+        return None
+    sd, st, sl = _runs(inter)
+    la, ra = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    ww = np.asarray(w, dtype=np.int64) if len(w) else np.zeros(1, dtype=np.int64)
+    got = _call("rebracket", (n, la, ra, sd, len(sd), st, sl, ww, int(rounds)))
+    if got is None:
+        return None
+    log, count, gained = got
+    left[:] = la.tolist()
+    right[:] = ra.tolist()
+    for y, x, kept in log[:count].tolist():
+        inter[y] = inter[x] & inter[kept]
+    return int(gained)
+
+
+def post_order(
+    n: int, left: list[int], right: list[int], roots: list[int]
+) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """``cluster._renumbered``'s numbering compiled: ``(new_left, new_right,
+    old, new_roots)`` (``old[k]``: the old id of merge ``n + k``), or
+    ``None`` where the kernel is unavailable."""
+    if not available():
+        return None
+    la, ra = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    got = _call("post_order", (n, la, ra, np.asarray(roots, dtype=np.int64)))
+    return None if got is None else tuple(a.tolist() for a in got)
 
 
 def warm_up() -> bool:
