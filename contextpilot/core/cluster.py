@@ -42,6 +42,7 @@ import heapq
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -52,9 +53,9 @@ __all__ = ["KERNEL_MIN_CLUSTERS", "Forest", "build_forest"]
 
 #: Rounds of candidate search among the remaining roots.
 MAX_PASSES = 6
-#: Candidate graphs with at least this many clusters merge in the compiled
-#: kernel (:mod:`contextpilot.core.merge_kernel`); smaller ones on the Python
-#: loop, which needs no compilation (nor numba) and is as fast there.
+#: Batches of at least this many requests merge in compiled code
+#: (:mod:`contextpilot.core.merge_kernel`); smaller ones on the Python loop,
+#: which needs no compilation (nor numba) and is as fast there.
 KERNEL_MIN_CLUSTERS = 20_000
 
 
@@ -90,16 +91,16 @@ def build_forest(
     """Greedy loss-aware max-intersection agglomeration (see module docstring).
 
     ``weights[b]``: token length of planning id ``b`` (an int).
-    ``kernel_min``: candidate graphs of at least this many clusters merge in
-    the compiled kernel (default :data:`KERNEL_MIN_CLUSTERS`); the forest
-    does not depend on it.
+    ``kernel_min``: batches of at least this many requests merge, rotate
+    and renumber in compiled code (default :data:`KERNEL_MIN_CLUSTERS`);
+    the forest does not depend on it.
     ``timings``: if given, CPU seconds of this thread are added to its
     ``"candidates"`` (candidate search) and ``"merging"`` (the rest)."""
     t0 = time.thread_time()
     cand = [0.0]
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    kernel_min = KERNEL_MIN_CLUSTERS if kernel_min is None else kernel_min
+    fast = len(sets) >= (KERNEL_MIN_CLUSTERS if kernel_min is None else kernel_min)
     n = len(sets)
     w = [int(x) for x in weights]
     if any(x < 0 for x in w):
@@ -118,6 +119,18 @@ def build_forest(
         alive[a] = alive[b] = False
         return c
 
+    def merge_all(ls: list[int], rs: list[int]) -> int:
+        """``merge`` for each pair in order (a merge's parts existed before it)."""
+        get, add = inter.__getitem__, inter.append
+        for a, b in zip(ls, rs):
+            add(get(a) & get(b))
+        left.extend(ls)
+        right.extend(rs)
+        alive.extend([True] * len(ls))
+        for x in chain(ls, rs):
+            alive[x] = False
+        return len(ls)
+
     # Identical requests merge first (their value is their whole set).
     firsts: dict[frozenset[int], int] = {}
     for i, s in enumerate(sets):
@@ -130,11 +143,12 @@ def build_forest(
     for _ in range(MAX_PASSES):
         if len(reps) < 2:
             break
-        if not _merge_pass(reps, inter, gain, loss, ga, merge, k, max_degree, backend, cand, kernel_min):
+        merges = (merge, merge_all)
+        if not _merge_pass(reps, inter, gain, loss, ga, merges, k, max_degree, backend, cand, fast):
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
-    out = _finished(n, left, right, inter, w, roots, n >= kernel_min)
+    out = _finished(n, left, right, inter, w, roots, fast)
     if timings is not None:
         timings["candidates"] = timings.get("candidates", 0.0) + cand[0]
         timings["merging"] = timings.get("merging", 0.0) + time.thread_time() - t0 - cand[0]
@@ -306,18 +320,18 @@ def _merge_pass(
     gain,
     loss,
     ga,
-    merge,
+    merges,
     k: int,
     max_degree: int,
     backend: str,
     cand_cpu: list[float],
-    kernel_min: int,
+    fast: bool,
 ) -> int:
     """Greedy merging over one candidate graph; returns merges made.
 
-    Graphs of at least ``kernel_min`` clusters merge in the compiled kernel
-    (:mod:`contextpilot.core.merge_kernel`: the same merges in the same
-    order), smaller ones (or all, without numba) in the loop below.
+    ``merges``: the builder's ``(merge, merge_all)``. With ``fast`` the
+    compiled kernel merges (:mod:`contextpilot.core.merge_kernel`: the same
+    merges in the same order), else (or without numba) the loop below.
 
     ``adj[x][y]`` is the exact priority of merging live clusters x and y
     (present only when they share a block of positive weight). The heap
@@ -328,6 +342,7 @@ def _merge_pass(
     best: a popped head that does not match the best is re-keyed, a matching
     one is the best merge overall, and an entry below its head is obsolete.
     """
+    merge, merge_all = merges
     rep_sets = [inter[r] for r in reps]
     get_g = gain.__getitem__
     get_l = loss.__getitem__
@@ -339,12 +354,10 @@ def _merge_pass(
     if not len(ea):
         return 0
     done = None
-    if len(reps) >= kernel_min:
+    if fast:
         done = merge_kernel.greedy_merges(reps, inter, gain, loss, lv, ea, eb, ev, exact, max_degree)
     if done is not None:
-        for a, b in zip(*done):
-            merge(a, b)
-        return len(done[0])
+        return merge_all(*done)
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]

@@ -57,8 +57,8 @@ class PlanOptions:
     and token lengths per scheduled request as lists (default: when live
     state is given); ``flat``: return the schedule as flat arrays
     (:class:`FlatSchedule`), what bulk recording into the index reads;
-    ``kernel_min``: candidate graphs of at least this many clusters merge in
-    the compiled kernel (see :mod:`contextpilot.core.merge_kernel`; the plan
+    ``kernel_min``: chunks of at least this many requests merge in compiled
+    code (see :mod:`contextpilot.core.merge_kernel`; the plan
     does not depend on it)."""
 
     k: int = 6
