@@ -1,6 +1,6 @@
-"""The forest's finishing steps of :mod:`contextpilot.core.cluster`, compiled
-with numba: the rotation sweep (``cluster._rebracket``) and the renumbering
-that puts every merge after its children (``cluster._renumbered``).
+"""The forest's finishing steps of :mod:`contextpilot.core.rotations`, compiled
+with numba: the rotation sweep (``rotations.rebracket``) and the renumbering
+that puts every merge after its children (``rotations.renumbered``).
 
 Same decisions as the Python versions, step for step (tests compare the
 forests and plans). Sets are runs ``sd[st[v]:st[v]+sl[v]]`` of planning ids

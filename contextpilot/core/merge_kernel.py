@@ -134,7 +134,7 @@ def _runs(inter: Sequence[frozenset[int]]) -> tuple[np.ndarray, np.ndarray, np.n
 def rebracket(
     n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: Sequence[int], rounds: int
 ) -> int | None:
-    """``cluster._rebracket`` compiled: the same rotations in the same
+    """``rotations.rebracket`` compiled: the same rotations in the same
     order, applied in place to ``left``, ``right`` and ``inter`` (each
     rotated node's set is rebuilt here as ``inter[x] & inter[kept]``, as the
     Python sweep builds it). Returns the tokens gained, or ``None`` (nothing
@@ -158,7 +158,7 @@ def rebracket(
 def post_order(
     n: int, left: list[int], right: list[int], roots: list[int]
 ) -> tuple[list[int], list[int], list[int], list[int]] | None:
-    """``cluster._renumbered``'s numbering compiled: ``(new_left, new_right,
+    """``rotations.renumbered``'s numbering compiled: ``(new_left, new_right,
     old, new_roots)`` (``old[k]``: the old id of merge ``n + k``), or
     ``None`` where the kernel is unavailable."""
     if not available():
