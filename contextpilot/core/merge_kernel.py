@@ -170,19 +170,14 @@ def post_order(
 
 def warm_up() -> bool:
     """Import numba and load (or, the first time on a machine, compile) the
-    kernel now, on a three-cluster graph: what a planning worker does while
+    compiled steps now, on a tiny forest: what a planning worker does while
     its parent interns the batch. Returns :func:`available`."""
     sets = [frozenset({0, 1}), frozenset({0, 1, 2}), frozenset({1, 2})]
-    done = greedy_merges(
-        [0, 1, 2],
-        sets,
-        [1, 1, 1],
-        [0, 0, 0],
-        dict.fromkeys(range(3), 0),
-        np.array([0, 1]),
-        np.array([1, 2]),
-        np.array([2, 2]),
-        True,
-        12,
+    pairs = np.array([0, 1]), np.array([1, 2]), np.array([2, 2])
+    done = greedy_merges([0, 1, 2], sets, [1, 1, 1], [0, 0, 0], dict.fromkeys(range(3), 0), *pairs, True, 12)
+    if done is None:
+        return False
+    inter = [*sets[:2], sets[0] & sets[1]]
+    return (
+        rebracket(2, [0], [1], inter, [1, 1, 1], 1) is not None and post_order(2, [0], [1], [2]) is not None
     )
-    return done is not None
