@@ -8,7 +8,7 @@ request's cache was overwritten. The chain here::
     client -> contextpilot server -> llamacpp proxy -> llama-server
 
     python examples/llamacpp_proxy.py --llama-server http://127.0.0.1:8080   # a real llama-server (-np 1)
-    python examples/llamacpp_proxy.py            # a small stand-in (tests/support/llamacpp_fake.py)
+    python examples/llamacpp_proxy.py            # a small stand-in (python -m contextpilot.sim.llama_server)
 
 The stand-in speaks llama-server's native protocol with one slot (the
 simulated OpenAI engine does not speak it, so it cannot stand in here). Two
@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
-from pathlib import Path
 
 import httpx
 from stack import check, contextpilot_server, free_port, start
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
 FACTS = " ".join(f"fact {i} about the topic" for i in range(40))
 
 
@@ -65,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         engine = args.llama_server
         if engine is None:
-            path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-            engine = stack.enter_context(
-                start("support.llamacpp_fake", "--slots", "1", env={"PYTHONPATH": path})
-            )
+            engine = stack.enter_context(start("contextpilot.sim.llama_server", "--slots", "1"))
             print(f"llama-server stand-in (one slot) at {engine}")
         server_port = free_port()
         proxy = stack.enter_context(

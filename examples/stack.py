@@ -1,23 +1,20 @@
 """What the examples share: start a process on a free local port and wait
 until it answers, and a check that ends the example with a non-zero exit.
 
-Not an example itself. Starting and stopping processes is the repository's
-one process helper, ``tests/support/procs.py`` (the tests start the server
-and the engine the same way); this module gives the examples a URL-only view
-of it. Every process started here is stopped (terminate, then kill) when its
-``with`` block ends, whatever happened inside; one that fails to start raises
-with its output.
+Not an example itself. Starting and stopping processes is the package's
+one process helper, :mod:`contextpilot.bench.processes` (the tests start the
+server and the engine the same way); this module gives the examples a
+URL-only view of it. Every process started here is stopped (terminate, then
+kill) when its ``with`` block ends, whatever happened inside; one that fails
+to start raises with its output.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support.procs import free_port, spawn  # noqa: E402  (tests/support/procs.py)
+from contextpilot.bench.processes import SERVER_MODULE, SIM_ENGINE_MODULE, free_port, spawn
 
 __all__ = ["check", "contextpilot_server", "free_port", "sim_engine", "start"]
 
@@ -40,14 +37,14 @@ def start(
 def sim_engine(*args: str) -> contextlib.AbstractContextManager[str]:
     """The simulated OpenAI-compatible engine (``contextpilot.sim.engine``):
     a radix prefix cache that reports ``usage.prompt_tokens_details.cached_tokens``."""
-    return start("contextpilot.sim.engine", *args)
+    return start(SIM_ENGINE_MODULE, *args)
 
 
 def contextpilot_server(
     engine_url: str, *args: str, port: int | None = None
 ) -> contextlib.AbstractContextManager[str]:
     """The contextpilot server in front of ``engine_url``."""
-    return start("contextpilot.server.http_server", "--infer-api-url", engine_url, *args, port=port)
+    return start(SERVER_MODULE, "--infer-api-url", engine_url, *args, port=port)
 
 
 def check(condition: object, claim: str) -> None:

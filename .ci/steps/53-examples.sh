@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runnable examples in examples/ (README "Examples"), each against the
 # simulated engine it starts itself (the llama.cpp one against the
-# llama-server stand-in in tests/support/). Each example checks what it claims and
+# llama-server stand-in contextpilot.sim.llama_server). Each example checks what it claims and
 # exits non-zero otherwise; this step also checks that each one printed its
 # RESULT line and no FAILED line. About 30 s on 2 cores.
 set -uo pipefail

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from contextpilot.bench.processes import free_port, read_log, stop_process, wait_ready
 from contextpilot.bench.tiny_model import text_to_tokens, write_tiny_llama
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "find_llama_server",
     "replay_llama",
     "replay_openai",
-    "stop_process",
 ]
 
 log = logging.getLogger("contextpilot.bench")
@@ -77,25 +76,6 @@ def find_llama_server(build: bool = False) -> Path | None:
         out = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
         return Path(out.stdout.strip().splitlines()[-1])
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child process if it still runs: terminate, then kill after
-    ``grace`` seconds; returns once it is reaped."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _post(url: str, body: dict, timeout: float) -> dict:
@@ -145,30 +125,23 @@ class LlamaServer:
         log.info("starting %s", " ".join(cmd))
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.seek(0)
-                tail = self._log.read()[-2000:].decode(errors="replace")
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        self.__exit__(None, None, None)
-        raise TimeoutError("llama-server did not become healthy within 120 s")
+        try:
+            wait_ready(
+                self.proc,
+                self.url + "/health",  # 503 while the model loads
+                name="llama-server",
+                timeout=120,
+                output=lambda: self.log_text()[-2000:],
+                interval=0.3,
+            )
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
     def log_text(self) -> str:
         """What the server has logged so far (its model and cache set-up)."""
-        pos = self._log.tell()
-        try:
-            self._log.seek(0)
-            return self._log.read().decode(errors="replace")
-        finally:
-            self._log.seek(pos)
+        return read_log(self._log)
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:

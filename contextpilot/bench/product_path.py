@@ -8,14 +8,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from contextpilot.bench.engine import free_port, stop_process
 from contextpilot.bench.llama_client import get_json, post_json
+from contextpilot.bench.processes import free_port, stop_process, wait_ready
 
 __all__ = ["ProductPath"]
 
@@ -34,18 +31,21 @@ class ProductPath:
         self.logs.append(logf)
         p = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT)
         self.procs.append(p)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                raise RuntimeError(f"{args[:3]} exited with {p.returncode}; see {logf.name}")
-            try:
-                with urllib.request.urlopen(health, timeout=2):
-                    return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        raise TimeoutError(f"{args[:3]} not healthy in 60 s")
+        path = Path(logf.name)
+
+        def tail() -> str:
+            return f"{path}:\n" + path.read_bytes()[-2000:].decode(errors="replace")
+
+        wait_ready(p, health, name=" ".join(args[:3]), timeout=60, output=tail)
 
     def __enter__(self) -> ProductPath:
+        try:
+            return self._start()
+        except BaseException:  # one that started stays no orphan
+            self.__exit__(None, None, None)
+            raise
+
+    def _start(self) -> ProductPath:
         self.cp_port, proxy_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.cp_port}"
         self.proxy_url = f"http://127.0.0.1:{proxy_port}"

@@ -11,15 +11,10 @@ import pytest
 import contextpilot as cp
 from contextpilot.sim.engine import render_chat
 
+from support.clock import ManualClock
+
 DOCS = [f"Document {i}: {' '.join(f'fact-{i}-{j}' for j in range(12))}." for i in range(12)]
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def label(doc: str) -> str:
@@ -228,7 +223,7 @@ def test_misuse_gets_clear_errors_and_leaves_state_intact():
 
 
 def test_sessions_are_bounded_and_take_their_dedup_state_with_them():
-    clock = Clock()
+    clock = ManualClock()
     pilot = cp.ContextPilot()
     store = cp.ChatStore(pilot, max_sessions=2, session_ttl=60, clock=clock)
     convs, handles = {}, {}

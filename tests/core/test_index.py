@@ -8,13 +8,7 @@ import pytest
 from contextpilot.core.index import PrefixIndex
 from contextpilot.sim import RadixCacheSim
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from support.clock import ManualClock
 
 
 def test_insert_match_and_hits():
@@ -62,16 +56,16 @@ def test_capacity_lru_mirrors_the_simulator():
 
 
 def test_ttl_expires_unused_content():
-    clock = FakeClock()
+    clock = ManualClock()
     ix = PrefixIndex(ttl=10, clock=clock)
     ix.insert([1, 2], [1, 1], "req-old")
-    clock.t = 5
+    clock.now = 5
     ix.insert([1, 3], [1, 1], "req-new")  # touches block 1
-    clock.t = 12
+    clock.now = 12
     assert ix.expire() == 0  # block 2 expired; req-old keeps shared block 1
     assert ix.match([1, 2]) == 1 and ix.match([1, 3]) == 2
     assert "req-old" in ix and "req-new" in ix
-    clock.t = 100
+    clock.now = 100
     assert ix.expire() == 2
     assert len(ix) == 0 and ix.nodes == 0 and ix.stats().evicted_by_ttl == 2
     ix.check()

@@ -77,6 +77,20 @@ def _pair(caps: dict, pre: list[list[int]]) -> tuple[PrefixIndex, PrefixIndex]:
     return a, b
 
 
+def _caps_after(a: PrefixIndex, caps: dict, batch: list[list[int]]) -> list[int]:
+    """The oracle: record ``batch`` one by one on ``a`` with its caps lifted,
+    then restore ``caps`` and apply them once; the hits per request."""
+    a.max_nodes, a.max_requests, a.capacity_tokens = 10**9, 10**9, None
+    hits = _one_by_one(a, batch)
+    a.max_nodes, a.max_requests, a.capacity_tokens = (
+        caps["max_nodes"],
+        caps["max_requests"],
+        caps["capacity_tokens"],
+    )
+    a.expire()
+    return hits
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_same_index_as_one_by_one_when_the_batch_fits(seed):
     rng = random.Random(seed)
@@ -97,15 +111,7 @@ def test_lru_eviction_when_the_batch_does_not_fit(seed):
     }
     pre, batch = _rows(rng, rng.randrange(30)), _rows(rng, rng.randrange(1, 80))
     a, b = _pair(caps, pre)
-    # the oracle: one by one with the caps lifted, then applied once
-    a.max_nodes, a.max_requests, a.capacity_tokens = 10**9, 10**9, None
-    want_hits = _one_by_one(a, batch)
-    a.max_nodes, a.max_requests, a.capacity_tokens = (
-        caps["max_nodes"],
-        caps["max_requests"],
-        caps["capacity_tokens"],
-    )
-    a.expire()
+    want_hits = _caps_after(a, caps, batch)
     assert _bulk(b, batch) == want_hits
     a.check(), b.check()
     assert _content(b) == _content(a)
@@ -183,14 +189,7 @@ def test_export_matches_one_by_one_with_the_caps_applied_after_the_batch(seed):
     }
     pre, batch = _rows(rng, rng.randrange(30)), _rows(rng, rng.randrange(20, 80))
     a, b = _pair(caps, pre)
-    a.max_nodes, a.max_requests, a.capacity_tokens = 10**9, 10**9, None
-    want_hits = _one_by_one(a, batch)
-    a.max_nodes, a.max_requests, a.capacity_tokens = (
-        caps["max_nodes"],
-        caps["max_requests"],
-        caps["capacity_tokens"],
-    )
-    a.expire()
+    want_hits = _caps_after(a, caps, batch)
     assert _bulk(b, batch) == want_hits
     assert b.stats().evicted_by_capacity > 0  # the caps did evict
     assert b.export() == a.export()

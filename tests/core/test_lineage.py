@@ -8,13 +8,7 @@ from contextpilot import ContextPilot
 from contextpilot.core.lineage import RequestLineage
 from contextpilot.core.persist import SnapshotError
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from support.clock import ManualClock
 
 
 def test_parent_resolves_to_its_chain_and_none_starts_one():
@@ -28,13 +22,13 @@ def test_parent_resolves_to_its_chain_and_none_starts_one():
 
 
 def test_cap_and_ttl_bound_the_map():
-    clock = Clock()
+    clock = ManualClock()
     lin = RequestLineage(3, 10.0, clock)
     lin.link([f"req-{i}" for i in range(5)], ["c"] * 5)
     assert len(lin) == 3 and lin.conversation_of("req-0") is None and lin.conversation_of("req-4") == "c"
-    clock.t = 5.0
+    clock.now = 5.0
     assert lin.conversation_of("req-4") == "c"  # a lookup marks it used
-    clock.t = 12.0
+    clock.now = 12.0
     assert lin.conversation_of("req-3") is None  # idle 12 s > 10 s
     assert lin.conversation_of("req-4") == "c" and len(lin) == 1
 

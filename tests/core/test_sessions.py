@@ -6,13 +6,7 @@ import pytest
 
 from contextpilot.core.lru import BoundedLRU as SessionStore
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from support.clock import ManualClock
 
 
 def test_cap_drops_least_recently_used_and_reports_every_drop():
@@ -29,14 +23,14 @@ def test_cap_drops_least_recently_used_and_reports_every_drop():
 
 
 def test_ttl_expires_idle_sessions():
-    clock, dropped = Clock(), []
+    clock, dropped = ManualClock(), []
     s = SessionStore(10, 60, dropped.append, clock=clock)
     s.get("a", lambda: 1)
-    clock.t = 30
+    clock.now = 30
     s.get("b", lambda: 2)
-    clock.t = 61
+    clock.now = 61
     assert s.expire() == 1 and s.ids() == ["b"] and dropped == [1]
-    clock.t = 200
+    clock.now = 200
     assert s.get("b", lambda: 3) == 3 and dropped == [1, 2]  # expired before the lookup
 
 
@@ -52,20 +46,20 @@ def test_one_injected_clock_drives_every_ttl_of_a_pilot():
     # what was used later ("late", at t=30) is
     from contextpilot import ContextPilot
 
-    clock = Clock()
+    clock = ManualClock()
     pilot = ContextPilot(ttl=60, conversation_ttl=60, chat_ttl=60, clock=clock)
     first = pilot.reorder_detailed([["a", "b", "c"]]).request_ids
     pilot.deduplicate([["doc1"]], "conv")
     pilot.chat("s").messages(["doc1"], "q?")
-    clock.t = 30.0
+    clock.now = 30.0
     pilot.deduplicate([["doc1"]], "late")
-    clock.t = 59.9
+    clock.now = 59.9
     assert pilot.index.expire() == 0  # the index expires lazily: ask it now
     live = pilot.index.request_ids()
     assert set(first) < set(live)  # the reorder's request and the chat turn's
     assert {"conv", "late"} <= {s["conversation_id"] for s in pilot.sessions()}
     assert [s["session_id"] for s in pilot.chat_sessions()] == ["s"]
-    clock.t = 60.1  # idle past the ttl since the last use at 0.0 (reading does not touch)
+    clock.now = 60.1  # idle past the ttl since the last use at 0.0 (reading does not touch)
     assert pilot.index.expire() == len(live) and pilot.index.request_ids() == []
     assert [s["conversation_id"] for s in pilot.sessions()] == ["late"] and pilot.chat_sessions() == []
     # an expired conversation seen again is new; the late one still remembers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import pytest
 
 from contextpilot.hooks.notifier import EvictionNotifier, get_notifier
 
-from support.procs import free_port, server, wait_for
+from support.procs import free_port, server, silent_listener, wait_for
 
 DEAD_ENGINE = "http://127.0.0.1:9"  # the proxy is not used here
 
@@ -54,11 +53,9 @@ def test_index_down_never_blocks_and_memory_stays_bounded():
     # the sender is parked on a listener that accepts and never answers, so
     # nothing leaves the queue while notify runs: what notify queues and drops
     # is exact, and notify returning at all shows it does not wait on the POST
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    lsock, url = silent_listener()
     n = EvictionNotifier(
-        f"http://127.0.0.1:{lsock.getsockname()[1]}",
+        url,
         max_queue=1000,
         batch_size=100,
         max_retries=0,
@@ -83,13 +80,9 @@ def test_index_down_never_blocks_and_memory_stays_bounded():
 
 
 def test_hanging_index_does_not_block_notify():
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)  # accepts connections, never answers
+    lsock, url = silent_listener()
     try:
-        n = EvictionNotifier(
-            f"http://127.0.0.1:{lsock.getsockname()[1]}", timeout=0.5, max_retries=0, flush_interval=0
-        )
+        n = EvictionNotifier(url, timeout=0.5, max_retries=0, flush_interval=0)
         n.notify(["req-a"])
         wait_for("the sender to be stuck in its POST", lambda: n.stats()["pending"] == 0)
         # 1000 notifies while the POST hangs: all queued, none waited for it
@@ -232,11 +225,9 @@ def test_flush_timeout_is_measured_on_the_injected_clock():
     # the sender is parked on a listener that never answers; a clock that
     # moves 10 s per reading ends flush(5) on its first check, without a real wait
     ticks = iter(range(0, 10**9, 10))
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    lsock, url = silent_listener()
     n = EvictionNotifier(
-        f"http://127.0.0.1:{lsock.getsockname()[1]}",
+        url,
         timeout=120,
         max_retries=0,
         flush_interval=0,

@@ -1,5 +1,5 @@
 """The llama.cpp proxy's seed contract, as real processes against the stand-in
-llama-server (tests/support/llamacpp_fake.py): batched prompts split and tracked one
+llama-server (contextpilot/sim/llama_server.py): batched prompts split and tracked one
 by one, ``/reset`` reporting every tracked id evicted to a real contextpilot
 server, the JSONL request log (``LOG_FILE``) and latency figures in
 ``/stats``. The batch and ``/reset`` paths on the real llama-server:

@@ -1,11 +1,10 @@
 """The llama.cpp proxy as a real process, between a real contextpilot server
-and a stand-in speaking llama-server's native protocol (tests/support/llamacpp_fake.py).
+and a stand-in speaking llama-server's native protocol (contextpilot/sim/llama_server.py).
 The same path on the real llama-server: tests/llamacpp/test_llamacpp_real.py."""
 
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from support.llamacpp_chain import LONG, chat, fake, live, proxy, send, stack, stats, wait_live
-from support.procs import Proc, free_port, server, wait_for
+from support.procs import Proc, free_port, server, silent_listener, wait_for
 
 DEAD = "http://127.0.0.1:9"
 
@@ -229,10 +228,7 @@ def test_stream_is_relayed_while_the_engine_holds_it():
 
 
 def test_hanging_engine_gets_a_bounded_json_error():
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)  # accepts connections, never answers
-    hanging = f"http://127.0.0.1:{lsock.getsockname()[1]}"
+    lsock, hanging = silent_listener()
     with lsock, proxy(hanging, LLAMA_TIMEOUT="1") as prx:
         t0 = time.perf_counter()
         r = httpx.post(prx.url + "/completion", json={"prompt": "x"}, timeout=30)

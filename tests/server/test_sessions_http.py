@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from support.clock import ManualClock
 from support.procs import free_port, server
 
 pytest.importorskip("fastapi")
@@ -211,16 +212,8 @@ def test_clients_session_calls(srv):
 # -- the store itself: bounds and persistence (real ChatStore and pilot, fake clock) --------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_store_drops_idle_sessions_and_keeps_its_cap():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     pilot = ContextPilot()
     store = ChatStore(pilot, max_sessions=2, session_ttl=60.0, clock=clock)
     for sid in ("a", "b", "c"):
@@ -235,7 +228,7 @@ def test_store_drops_idle_sessions_and_keeps_its_cap():
 
 
 def test_store_export_parse_round_trip_and_downtime():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     pilot = ContextPilot()
     store = ChatStore(pilot, session_ttl=60.0, clock=clock)
     s = store.session("x", system_instruction="sys", max_turns=4)

@@ -1,5 +1,5 @@
 """The llama.cpp chain as real processes, for the proxy's tests: a
-llama-server (the stand-in ``support.llamacpp_fake``, or the real one the
+llama-server (the stand-in ``contextpilot.sim.llama_server``, or the real one the
 test starts) <- ``python -m contextpilot.llamacpp.proxy`` <- a contextpilot
 server the proxy reports evictions to; chat requests sent through the
 server's proxy, and the server's live request ids.
@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.paths import child_pythonpath
 from support.procs import Proc, free_port, server, spawn
 
 #: CI step 31 sets it: a missing llama-server fails instead of skipping
@@ -53,8 +52,8 @@ def require_llama_server() -> Path:
 
 
 def fake(*args: str) -> contextlib.AbstractContextManager[Proc]:
-    """The llama-server stand-in (``support.llamacpp_fake``) on a free port."""
-    return spawn("support.llamacpp_fake", *args, env={"PYTHONPATH": child_pythonpath()})
+    """The llama-server stand-in (``contextpilot.sim.llama_server``) on a free port."""
+    return spawn("contextpilot.sim.llama_server", *args)
 
 
 def proxy(engine: str, index: str | None = None, **env: str) -> contextlib.AbstractContextManager[Proc]:

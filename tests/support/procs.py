@@ -1,88 +1,30 @@
-"""Real processes on 127.0.0.1 for server tests: the contextpilot server and
-the simulated engine, each started with ``python -m`` on a free port."""
+"""Real processes on 127.0.0.1 for the tests: the contextpilot server and the
+simulated engine, each started with ``python -m`` on a free port.
+
+Starting and stopping processes lives in the package, in
+:mod:`contextpilot.bench.processes` (the examples use it too); this module
+re-exports it under the names the tests use (``engine``, ``server``) and adds
+:func:`wait_for`, the tests' deadline poll, and :func:`silent_listener`, a
+peer that accepts connections and never answers.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import TypeVar
 
-import httpx
+from contextpilot.bench.processes import Proc, free_port, spawn
+from contextpilot.bench.processes import spawn_server as server
+from contextpilot.bench.processes import spawn_sim_engine as engine
 
+__all__ = ["Proc", "engine", "free_port", "server", "silent_listener", "spawn", "wait_for"]
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    def __init__(self, popen: subprocess.Popen, url: str, log: tempfile.SpooledTemporaryFile) -> None:
-        self.popen, self.url, self._log = popen, url, log
-        self._final: str | None = None  # the whole log, kept once the process has exited
-
-    def output(self) -> str:
-        if self._final is not None:
-            return self._final
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def spawn(
-    module: str,
-    *args: str,
-    env: dict[str, str] | None = None,
-    ready: str = "/health",
-    port: int | None = None,
-    timeout: float = 30.0,
-    python: str = sys.executable,
-    cwd: str | None = None,
-) -> Iterator[Proc]:
-    port = port or free_port()
-    log = tempfile.TemporaryFile()
-    full_env = {**os.environ, **(env or {})}
-    popen = subprocess.Popen(
-        [python, "-m", module, "--port", str(port), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=full_env,
-        cwd=cwd,
-    )
-    url = f"http://127.0.0.1:{port}"
-    proc = Proc(popen, url, log)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if popen.poll() is not None:
-                raise RuntimeError(f"{module} exited early:\n{proc.output()}")
-            try:
-                if httpx.get(url + ready, timeout=1).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{module} not ready:\n{proc.output()}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        popen.terminate()
-        try:
-            popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
-        proc._final = proc.output()
-        log.close()
-
-
-def wait_for(what: str, predicate, timeout: float = 30.0, interval: float = 0.05):
+def wait_for(what: str, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
     """Poll ``predicate()`` until it returns something truthy and return that;
     fail naming ``what`` after ``timeout`` s. Tests wait for the event they
     need, with a deadline far above a loaded machine's latency, instead of
@@ -97,11 +39,12 @@ def wait_for(what: str, predicate, timeout: float = 30.0, interval: float = 0.05
         time.sleep(interval)
 
 
-def engine(*args: str) -> contextlib.AbstractContextManager[Proc]:
-    return spawn("contextpilot.sim.engine", *args)
-
-
-def server(
-    engine_url: str, *args: str, env: dict[str, str] | None = None, port: int | None = None
-) -> contextlib.AbstractContextManager[Proc]:
-    return spawn("contextpilot.server.http_server", "--infer-api-url", engine_url, *args, env=env, port=port)
+def silent_listener() -> tuple[socket.socket, str]:
+    """A socket listening on 127.0.0.1 that accepts connections (the kernel
+    does, up to its backlog) and never answers, and its ``http://`` URL: a
+    hanging peer. The caller closes it (closing makes pending requests fail
+    at once)."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    return lsock, f"http://127.0.0.1:{lsock.getsockname()[1]}"

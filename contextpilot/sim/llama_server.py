@@ -1,6 +1,8 @@
-"""A small stand-in for llama-server's native protocol, for the fast proxy tests.
+"""A small stand-in for llama-server's native protocol (``/completion``,
+``/slots``), for the llama.cpp proxy's fast tests and its example.
 
-It behaves like tools/server for what the proxy reads: ``-np N`` slots, a
+It behaves like llama.cpp's tools/server for what the proxy
+(:mod:`contextpilot.llamacpp.proxy`) reads: ``-np N`` slots, a
 slot chosen by prompt similarity (LCP / prompt length > 0.1) else by LRU,
 ``cache_n`` = LCP with the slot's tokens (one less when the whole prompt is
 cached), the slot keeps ``cache_n`` tokens and then holds prompt + output;
@@ -9,10 +11,13 @@ answers carry ``id_slot``, ``tokens_evaluated``, ``timings``; streams send
 only with ``timings_per_token``); ``GET /slots`` reports ``id_task``,
 ``n_prompt_tokens``, ``n_prompt_tokens_cache``; a request arriving while every
 slot is busy waits for one (llama-server defers it). Text is tokenised as UTF-8
-bytes + 3 (the tiny GGUF's byte vocabulary). The real llama-server is
-exercised by tests/llamacpp/test_llamacpp_real.py.
+bytes + 3 (the tiny GGUF's byte vocabulary); answers are at most 8 letters.
+With ``--hold`` a stream stops after its first event until
+``POST /debug/release``. State: one token list per slot (bounded by
+``n_ctx`` plus 8); each request costs O(slots x prompt length). The real
+llama-server is exercised by tests/llamacpp/test_llamacpp_real.py.
 
-    python -m support.llamacpp_fake --port P [--slots N] [--delay-ms MS]
+    python -m contextpilot.sim.llama_server --port P [--slots N] [--delay-ms MS] [--hold]
 """
 
 from __future__ import annotations
@@ -22,14 +27,21 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+__all__ = ["create_llama_server_app", "main"]
 
-def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold: bool = False) -> FastAPI:
-    """``hold``: streams wait after their first event until ``POST /debug/release``."""
+
+def create_llama_server_app(
+    n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold: bool = False
+) -> FastAPI:
+    """The app: ``n_slots`` slots of ``n_ctx`` tokens; ``delay_ms`` after each
+    answer and between streamed events; ``hold``: streams wait after their
+    first event until ``POST /debug/release``."""
     app = FastAPI()
     lock = threading.Lock()
     released = asyncio.Event()
@@ -46,8 +58,9 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
             n += 1
         return n
 
-    def pick(tokens: list[int]) -> int:
-        best, best_sim = None, 0.0
+    def pick(tokens: list[int]) -> int | None:
+        best: int | None = None
+        best_sim = 0.0
         for i, s in enumerate(slots):
             if s["busy"] or not s["tokens"]:
                 continue
@@ -55,7 +68,7 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
             if sim > best_sim and sim > 0.1:
                 best, best_sim = i, sim
         if best is None:
-            t_last = None
+            t_last = 0
             for i, s in enumerate(slots):
                 if not s["busy"] and (best is None or s["t_last"] <= t_last):
                     best, t_last = i, s["t_last"]
@@ -106,7 +119,7 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
             "predicted_n": n_predict,
         }
         text = "".join(chr(t - 3) for t in out)
-        final = {
+        final: dict[str, Any] = {
             "index": 0,
             "content": "" if body.get("stream") else text,
             "tokens": [],
@@ -127,7 +140,7 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
         if not body.get("stream"):
             return JSONResponse(final)
 
-        async def events():
+        async def events() -> AsyncIterator[bytes]:
             for n, ch in enumerate(text):
                 if hold and n:
                     await released.wait()
@@ -175,24 +188,29 @@ def create_fake(n_slots: int = 1, n_ctx: int = 4096, delay_ms: float = 0.0, hold
     return app
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m contextpilot.sim.llama_server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--slots", type=int, default=1)
     ap.add_argument("--delay-ms", type=float, default=0.0)
     ap.add_argument(
         "--hold", action="store_true", help="streams wait after their first event for POST /debug/release"
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import uvicorn
 
     uvicorn.run(
-        create_fake(args.slots, delay_ms=args.delay_ms, hold=args.hold),
+        create_llama_server_app(args.slots, delay_ms=args.delay_ms, hold=args.hold),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
