@@ -1,7 +1,7 @@
 """The greedy merge loop of :mod:`contextpilot.core.cluster`, compiled with numba.
 
 Same algorithm and the same decisions, merge for merge, as the Python loop
-``cluster`` runs on small graphs (tests compare the two forests and plans),
+``cluster`` runs on small batches (tests compare the two forests and plans),
 on arrays instead of dicts and frozensets. Importing this module imports
 numba (:mod:`contextpilot.core.merge_kernel` does so only when a batch is
 big enough, and falls back to the Python loop without numba).
@@ -26,8 +26,9 @@ Compilation: on first use (about 7 s CPU), cached on disk (numba writes
 next to this file, or to its user-wide cache directory, ``~/.cache/numba``,
 when the package is not writable, or to ``NUMBA_CACHE_DIR``; with none
 writable, one warning and a compilation per process). A process then pays
-about 0.4 s to import numba and 0.3 s to load the cached code. Cost: O(merges * max_degree *
-set size) machine work, O(N + edges) memory.
+about 0.4 s to import numba and 0.3 s to load the cached code (and about
+110 MiB of memory). Cost: O(merges * max_degree * set size) machine work,
+O(N + edges) memory.
 """
 
 from __future__ import annotations
@@ -42,14 +43,18 @@ import numpy as np
 __all__ = ["compiled", "merge_pass"]
 
 _log = logging.getLogger(__name__)
+_uncached: list[str] = []
 
 
 def compiled(fn: Any) -> Any:
-    """``fn`` compiled (nopython, GIL released), cached on disk when possible."""
+    """``fn`` compiled (nopython, GIL released), cached on disk when possible
+    (else compiled in every process, with one warning per process)."""
     try:
         return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError as e:  # no writable cache directory anywhere
-        _log.warning("numba cannot cache %s (%s): compiling it in every process; set NUMBA_CACHE_DIR", fn, e)
+        if not _uncached:
+            _log.warning("numba cannot cache (%s): compiling in every process; set NUMBA_CACHE_DIR", e)
+        _uncached.append(fn.__name__)
         return numba.njit(nogil=True)(fn)
 
 
