@@ -227,8 +227,8 @@ ALLOWED: dict[str, set[str]] = {
 #: third-party packages a layer must never import (anywhere in its files)
 FORBIDDEN_EXTERNAL = {
     "contextpilot.core": {"fastapi", "starlette", "httpx", "pydantic", "uvicorn", "prometheus_client", "ray"},
-    "contextpilot.hooks": {"numpy", "scipy", "fastapi", "starlette", "httpx", "pydantic", "uvicorn"},
-    "contextpilot.client": {"fastapi", "starlette", "uvicorn", "numpy", "scipy"},
+    "contextpilot.hooks": {"numpy", "scipy", "numba", "fastapi", "starlette", "httpx", "pydantic", "uvicorn"},
+    "contextpilot.client": {"fastapi", "starlette", "uvicorn", "numpy", "scipy", "numba"},
 }
 
 

@@ -14,9 +14,9 @@ The builder merges, greedily, the pair of clusters with the highest
 for the popular blocks the merge drops from the merged cluster's shared set
 (they would likely have been shared again by a later merge; see
 :func:`_priority_weights`). A pair's priority is fixed while both clusters
-live, so a lazy max-heap fed with every new pair is exact. A final sweep of
-tree rotations (:func:`_rebracket`) fixes brackets the greedy order could
-not see.
+live, so a lazy max-heap fed with every new pair is exact. A final sweep
+of tree rotations (:mod:`contextpilot.core.rotations`) fixes brackets the
+greedy order could not see.
 
 Candidate pairs come from :mod:`contextpilot.core.candidates` (the block ->
 requests inverted index, never an all-pairs matrix); each request keeps its
@@ -31,9 +31,9 @@ Invariants of :class:`Forest`:
 * every node is in exactly one tree; ``roots`` lists the trees.
 
 Cost: the candidate search (O(P log P) numpy work for P posting entries),
-then O(N k log N) Python work for N requests (about 100 µs per merge on
-this project's 2-core reference machine: the greedy loop is the planner's
-hot spot).
+then the greedy merges: O(N k log N) work for N requests, compiled for big
+batches (about 10 µs per merge on this project's 2-core reference machine,
+100 µs on the Python loop small batches use).
 """
 
 from __future__ import annotations
@@ -42,15 +42,22 @@ import heapq
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
+from contextpilot.core import merge_kernel
 from contextpilot.core.candidates import candidate_edges, incidence
+from contextpilot.core.rotations import finish
 
-__all__ = ["Forest", "build_forest"]
+__all__ = ["KERNEL_MIN_CLUSTERS", "Forest", "build_forest"]
 
 #: Rounds of candidate search among the remaining roots.
 MAX_PASSES = 6
+#: Batches of at least this many requests merge in compiled code
+#: (:mod:`contextpilot.core.merge_kernel`); smaller ones on the Python loop,
+#: which needs no compilation (nor numba) and is as fast there.
+KERNEL_MIN_CLUSTERS = 20_000
 
 
 @dataclass
@@ -80,16 +87,21 @@ def build_forest(
     max_degree: int = 12,
     backend: str = "scipy",
     timings: dict[str, float] | None = None,
+    kernel_min: int | None = None,
 ) -> Forest:
     """Greedy loss-aware max-intersection agglomeration (see module docstring).
 
     ``weights[b]``: token length of planning id ``b`` (an int).
+    ``kernel_min``: batches of at least this many requests merge, rotate
+    and renumber in compiled code (default :data:`KERNEL_MIN_CLUSTERS`);
+    the forest does not depend on it.
     ``timings``: if given, CPU seconds of this thread are added to its
     ``"candidates"`` (candidate search) and ``"merging"`` (the rest)."""
     t0 = time.thread_time()
     cand = [0.0]
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    fast = len(sets) >= (KERNEL_MIN_CLUSTERS if kernel_min is None else kernel_min)
     n = len(sets)
     w = [int(x) for x in weights]
     if any(x < 0 for x in w):
@@ -108,6 +120,18 @@ def build_forest(
         alive[a] = alive[b] = False
         return c
 
+    def merge_all(ls: list[int], rs: list[int]) -> int:
+        """``merge`` for each pair in order (a merge's parts existed before it)."""
+        get, add = inter.__getitem__, inter.append
+        for a, b in zip(ls, rs):
+            add(get(a) & get(b))
+        left.extend(ls)
+        right.extend(rs)
+        alive.extend([True] * len(ls))
+        for x in chain(ls, rs):
+            alive[x] = False
+        return len(ls)
+
     # Identical requests merge first (their value is their whole set).
     firsts: dict[frozenset[int], int] = {}
     for i, s in enumerate(sets):
@@ -120,117 +144,16 @@ def build_forest(
     for _ in range(MAX_PASSES):
         if len(reps) < 2:
             break
-        if not _merge_pass(reps, inter, gain, loss, ga, alive, merge, k, max_degree, backend, cand):
+        merges = (merge, merge_all)
+        if not _merge_pass(reps, inter, gain, loss, ga, merges, k, max_degree, backend, cand, fast):
             break
         reps = [v for v in range(len(inter)) if alive[v]]
     roots = [v for v in range(len(inter)) if alive[v]]
-    if _rebracket(n, left, right, inter, w) and any(
-        a >= v or b >= v for v, a, b in zip(range(n, len(inter)), left, right)
-    ):
-        out = _renumbered(n, left, right, inter, roots)
-    else:
-        out = Forest(n, left, right, inter, roots)
+    out = Forest(n, *finish(n, left, right, inter, w, roots, fast))
     if timings is not None:
         timings["candidates"] = timings.get("candidates", 0.0) + cand[0]
         timings["merging"] = timings.get("merging", 0.0) + time.thread_time() - t0 - cand[0]
     return out
-
-
-def _rebracket(n: int, left: list[int], right: list[int], inter: list[frozenset[int]], w: list[int]) -> int:
-    """Local re-bracketing (tree rotations), in place; returns tokens gained.
-
-    For a node ``v = (x, (b, c))`` the forest may instead hold
-    ``((x, b), c)`` or ``((x, c), b)``: ``v``'s members, hence ``I(v)``,
-    stay the same and only the inner node's intersection changes, so the
-    rotation with the heaviest inner intersection is kept. Greedy merging
-    fixes ``(b, c)`` before ``x`` exists and cannot see this. Nodes are
-    visited in creation order, then those next to a rotation again (at most
-    ``REBRACKET_ROUNDS`` visits each). Cost O(merges) set intersections.
-    May leave a child with a larger index than its parent (see
-    :func:`_renumbered`).
-    """
-    if REBRACKET_ROUNDS < 1 or not left:
-        return 0
-    get_w = w.__getitem__
-    m = len(left)
-    wv = [sum(map(get_w, inter[n + j])) for j in range(m)]
-    parent = [-1] * (n + m)
-    for j in range(m):
-        parent[left[j]] = parent[right[j]] = n + j
-    visits = [0] * m
-    todo = list(range(m - 1, -1, -1))  # a stack: creation order first
-    queued = [True] * m
-    total = 0
-    while todo:
-        j = todo.pop()
-        queued[j] = False
-        if visits[j] >= REBRACKET_ROUNDS:
-            continue
-        visits[j] += 1
-        for side in (0, 1):
-            y = left[j] if side else right[j]
-            if y < n:
-                continue
-            x = right[j] if side else left[j]
-            jy = y - n
-            b, c = left[jy], right[jy]
-            ix = inter[x]
-            xb, xc = ix & inter[b], ix & inter[c]
-            wb, wc = sum(map(get_w, xb)), sum(map(get_w, xc))
-            cur = wv[jy]
-            if wb <= cur and wc <= cur:
-                continue
-            if wb >= wc:
-                left[jy], right[jy], inter[y], wv[jy], other = x, b, xb, wb, c
-            else:
-                left[jy], right[jy], inter[y], wv[jy], other = x, c, xc, wc, b
-            if side:
-                right[j] = other
-            else:
-                left[j] = other
-            parent[x], parent[other] = y, n + j
-            total += wv[jy] - cur
-            # the rotated nodes and the parent above see new children
-            for u in (jy, j, parent[n + j] - n):
-                if u >= 0 and not queued[u]:
-                    queued[u] = True
-                    todo.append(u)
-            break  # v's children changed: the other side is stale
-    return total
-
-
-#: Rotation sweeps after merging (0: none).
-REBRACKET_ROUNDS = 3
-
-
-def _renumbered(
-    n: int, left: list[int], right: list[int], inter: list[frozenset[int]], roots: list[int]
-) -> Forest:
-    """The same forest with every merge numbered after its children."""
-    new_id: dict[int, int] = {}
-    nl: list[int] = []
-    nr: list[int] = []
-    ni: list[frozenset[int]] = list(inter[:n])
-    new_roots = []
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            v, expanded = stack.pop()
-            if v < n:
-                continue
-            j = v - n
-            if not expanded:
-                stack.append((v, True))
-                stack.append((right[j], False))
-                stack.append((left[j], False))
-                continue
-            a, b = left[j], right[j]
-            new_id[v] = n + len(nl)
-            nl.append(new_id.get(a, a))
-            nr.append(new_id.get(b, b))
-            ni.append(inter[v])
-        new_roots.append(new_id.get(root, root))
-    return Forest(n, nl, nr, ni, new_roots)
 
 
 #: Weight of the future sharing a merge forgoes (see :func:`_priority_weights`).
@@ -273,9 +196,23 @@ _TOP = 1 << 62
 
 
 def _merge_pass(
-    reps, inter, gain, loss, ga, alive, merge, k: int, max_degree: int, backend: str, cand_cpu: list[float]
+    reps,
+    inter,
+    gain,
+    loss,
+    ga,
+    merges,
+    k: int,
+    max_degree: int,
+    backend: str,
+    cand_cpu: list[float],
+    fast: bool,
 ) -> int:
     """Greedy merging over one candidate graph; returns merges made.
+
+    ``merges``: the builder's ``(merge, merge_all)``. With ``fast`` the
+    compiled kernel merges (:mod:`contextpilot.core.merge_kernel`: the same
+    merges in the same order), else (or without numba) the loop below.
 
     ``adj[x][y]`` is the exact priority of merging live clusters x and y
     (present only when they share a block of positive weight). The heap
@@ -286,6 +223,7 @@ def _merge_pass(
     best: a popped head that does not match the best is re-keyed, a matching
     one is the best merge overall, and an entry below its head is obsolete.
     """
+    merge, merge_all = merges
     rep_sets = [inter[r] for r in reps]
     get_g = gain.__getitem__
     get_l = loss.__getitem__
@@ -296,6 +234,11 @@ def _merge_pass(
     cand_cpu[0] += time.thread_time() - t0
     if not len(ea):
         return 0
+    done = None
+    if fast:
+        done = merge_kernel.greedy_merges(reps, inter, gain, loss, lv, ea, eb, ev, exact, max_degree)
+    if done is not None:
+        return merge_all(*done)
     adj: dict[int, dict[int, int]] = {r: {} for r in reps}
     for x, y, v in zip(ea.tolist(), eb.tolist(), ev.tolist()):
         a, b = reps[x], reps[y]

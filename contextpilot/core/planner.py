@@ -32,7 +32,7 @@ import numpy as np
 
 from contextpilot.core.batch import FLAT_MIN_BLOCKS, Batch, as_objects, chunk_indices, intern_batch, split
 from contextpilot.core.blocks import Block, BlockTable
-from contextpilot.core.cluster import Forest, build_forest
+from contextpilot.core.cluster import KERNEL_MIN_CLUSTERS, Forest, build_forest
 from contextpilot.core.gcpause import gc_paused
 from contextpilot.core.index import PrefixIndex
 from contextpilot.core.order import Emitter, PlanItems
@@ -56,7 +56,10 @@ class PlanOptions:
     chunks in parallel (1: none); ``with_keys``: return stable block keys
     and token lengths per scheduled request as lists (default: when live
     state is given); ``flat``: return the schedule as flat arrays
-    (:class:`FlatSchedule`), what bulk recording into the index reads."""
+    (:class:`FlatSchedule`), what bulk recording into the index reads;
+    ``kernel_min``: chunks of at least this many requests merge in compiled
+    code (see :mod:`contextpilot.core.merge_kernel`; the plan
+    does not depend on it)."""
 
     k: int = 6
     chunk_size: int = DEFAULT_CHUNK
@@ -64,6 +67,7 @@ class PlanOptions:
     workers: int = 1
     with_keys: bool | None = None
     flat: bool = False
+    kernel_min: int = KERNEL_MIN_CLUSTERS
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -131,7 +135,11 @@ def plan(
     opts = dataclasses.replace(options or PlanOptions(), **settings)
     with gc_paused():  # millions of small containers: the cyclic GC only costs here
         n_workers = min(opts.workers, -(-len(contexts) // opts.chunk_size))
-        with WorkerPool(n_workers if n_workers > 1 else 0, warm=(__name__,)) as pool:
+        # workers load the compiled merge kernel while this process interns
+        warm = (
+            (__name__, "contextpilot.core.merge_kernel:warm_up") if opts.chunk_size >= opts.kernel_min else ()
+        )
+        with WorkerPool(n_workers if n_workers > 1 else 0, warm=warm or (__name__,)) as pool:
             return _plan_with(pool, contexts, token_counter, table, index, recent, opts)
 
 
@@ -151,11 +159,14 @@ class _ChunkPlan:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _plan_chunk(requests: list[list[int]], tokens: list[int], k: int, backend: str, emit: bool) -> _ChunkPlan:
+def _plan_chunk(
+    requests: list[list[int]], tokens: list[int], k: int, backend: str, emit: bool, kernel_min: int
+) -> _ChunkPlan:
     """Forest (and, without live state, the layout) of one chunk."""
     with gc_paused():
         timings: dict[str, float] = {}
-        forest = build_forest([frozenset(r) for r in requests], tokens, k=k, backend=backend, timings=timings)
+        sets = [frozenset(r) for r in requests]
+        forest = build_forest(sets, tokens, k=k, backend=backend, timings=timings, kernel_min=kernel_min)
         out = _ChunkPlan(
             forest.left, forest.right, forest.roots, int(forest.savings(tokens)), timings=timings
         )
@@ -167,12 +178,12 @@ def _plan_chunk(requests: list[list[int]], tokens: list[int], k: int, backend: s
 
 
 def _plan_chunk_flat(
-    pids: np.ndarray, lens: np.ndarray, tokens: np.ndarray, k: int, backend: str, emit: bool
+    pids: np.ndarray, lens: np.ndarray, tokens: np.ndarray, k: int, backend: str, emit: bool, kernel_min: int
 ) -> _ChunkPlan:
     """:func:`_plan_chunk` in a worker: the requests come flat (``pids``
     cut by ``lens``) and the layout goes back flat; both pickle compactly."""
     t0 = time.thread_time()
-    out = _plan_chunk(split(pids.tolist(), lens), tokens.tolist(), k, backend, emit)
+    out = _plan_chunk(split(pids.tolist(), lens), tokens.tolist(), k, backend, emit, kernel_min)
     if emit:
         seqs = out.seqs
         out.order = np.asarray(out.order, dtype=np.int64)
@@ -195,13 +206,18 @@ def _chunk_plans(pool: WorkerPool, batch: Batch, chunks: list[np.ndarray], opts:
     if pool.size == 0 or len(chunks) == 1:
         for c in chunks:
             yield _plan_chunk(
-                batch.lists(c if len(chunks) > 1 else None), batch.tokens, opts.k, opts.backend, emit
+                batch.lists(c if len(chunks) > 1 else None),
+                batch.tokens,
+                opts.k,
+                opts.backend,
+                emit,
+                opts.kernel_min,
             )
         return
     tokens = np.asarray(batch.tokens, dtype=np.int64)
 
     def task(c: np.ndarray):
-        return lambda: (*batch.gather(c), tokens, opts.k, opts.backend, emit)
+        return lambda: (*batch.gather(c), tokens, opts.k, opts.backend, emit, opts.kernel_min)
 
     yield from pool.map([(_plan_chunk_flat, task(c)) for c in chunks])
 

@@ -70,7 +70,8 @@ def _recv(stream: Any) -> Any:
 def _serve(warm: tuple[str, ...] = ()) -> None:
     """Worker main loop: run tasks from stdin until it closes. ``warm``:
     modules to import first (the caller's task modules), while the parent is
-    still preparing the tasks."""
+    still preparing the tasks; ``"module:function"`` also calls that
+    function (no arguments; a failure is ignored: the tasks will meet it)."""
     import gc
     import importlib
 
@@ -78,7 +79,13 @@ def _serve(warm: tuple[str, ...] = ()) -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
     for name in warm:
-        importlib.import_module(name)
+        module, _, fn = name.partition(":")
+        loaded = importlib.import_module(module)
+        if fn:
+            try:
+                getattr(loaded, fn)()
+            except Exception:  # noqa: BLE001 (only a head start)
+                pass
 
     while True:
         try:

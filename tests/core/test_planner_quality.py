@@ -12,7 +12,7 @@ import pytest
 from contextpilot.bench import methods
 from contextpilot.bench.runner import capacities, oracle_gap, run_batch
 from contextpilot.bench.workloads import locomo_chunks, locomo_mem, synthetic_rag
-from contextpilot.core import cluster
+from contextpilot.core import cluster, rotations
 from contextpilot.core.order import Emitter, PlanItems
 from contextpilot.sim.bounds import trie_tokens
 
@@ -79,7 +79,7 @@ def test_rotation_sweep_never_loses_and_sometimes_gains(monkeypatch):
     rnd = random.Random(11)
     cases = [_instance(rnd, rnd.randint(10, 80), rnd.randint(10, 40), rnd.randint(3, 8)) for _ in range(30)]
     with_rot = [cluster.build_forest([frozenset(r) for r in q], w) for q, w in cases]
-    monkeypatch.setattr(cluster, "REBRACKET_ROUNDS", 0)
+    monkeypatch.setattr(rotations, "REBRACKET_ROUNDS", 0)
     without = [cluster.build_forest([frozenset(r) for r in q], w) for q, w in cases]
     gains = [a.savings(w) - b.savings(w) for a, b, (_, w) in zip(with_rot, without, cases)]
     assert min(gains) >= 0
@@ -96,9 +96,9 @@ def test_rebracket_picks_the_heavier_inner_pair():
     left, right = [1, 0], [2, 3]  # node 3 = (b, c), node 4 = (x, node 3)
     inter = list(sets) + [sets[1] & sets[2]]
     inter.append(sets[0] & inter[3])
-    gained = cluster._rebracket(n, left, right, inter, w)
+    gained = rotations.rebracket(n, left, right, inter, w)
     assert gained == 45 - 35
-    forest = cluster._renumbered(n, left, right, inter, [4])
+    forest = cluster.Forest(n, *rotations.renumbered(n, left, right, inter, [4]))
     _check_forest([sorted(s) for s in sets], forest)
     assert forest.savings(w) == 5 + 45
 
