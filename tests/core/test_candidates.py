@@ -72,3 +72,18 @@ def test_forest_on_windowed_candidates_is_close_to_exhaustive(monkeypatch) -> No
     monkeypatch.setattr(cluster_mod, "candidate_edges", functools.partial(candidate_edges, budget=10**9))
     exhaustive = build_forest(sets, tokens)
     assert windowed.savings(tokens) >= 0.99 * exhaustive.savings(tokens)
+
+
+def test_above_exact_max_window_pairs_keep_the_estimate() -> None:
+    # Valuing window pairs exactly costs more than linear time, so batches above
+    # exact_max rank partners by the blocks the windows found (a block both sorts
+    # found counts twice, one neither found not at all): off the true value for some.
+    sets, tokens = _batch(1500)
+    w = np.asarray(tokens, dtype=np.float64)
+    a, b, v, exact = candidate_edges(sets, w, 6, budget=20_000, with_exactness=True, exact_max=len(sets) - 1)
+    assert not exact
+    true = _brute(sets, w, a, b)
+    assert bool((np.abs(v - true) > 1e-9).any())
+    # at or below exact_max the same call values them exactly
+    a2, b2, v2 = candidate_edges(sets, w, 6, budget=20_000, exact_max=len(sets))
+    assert np.array_equal(v2, _brute(sets, w, a2, b2))
