@@ -42,6 +42,7 @@ def llama_binary():
     return binary
 
 
+@pytest.mark.slow
 @pytest.mark.llama_server
 def test_llama_server_replay_end_to_end(llama_binary, tmp_path):
     from contextpilot.bench.__main__ import main

@@ -52,6 +52,7 @@ def test_early_exit_raises_with_the_childs_output() -> None:
     assert "No module named" in str(err.value)
 
 
+@pytest.mark.slow
 def test_timeout_raises_and_the_child_is_reaped(tmp_path: Path) -> None:
     # a module that runs but never listens; it prints its pid first (the
     # deadline is far above its start-up time, so the pid is in its output)

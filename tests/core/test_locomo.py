@@ -37,6 +37,7 @@ def test_online_beats_retrieval_order(workload):
         assert online.hit[label] > base.hit[label] + 0.05, label
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", [pytest.param("locomo", marks=pytest.mark.locomo), "synthetic"])
 def test_oracle_gap_on_small_batches(source, request):
     """Token savings within 3% of the exact optimum (N <= 12, <= 6 blocks)."""

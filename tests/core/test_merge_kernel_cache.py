@@ -16,6 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from contextpilot.core import cluster
 
 from support.paths import REPO
@@ -49,6 +51,7 @@ def _run(pkg: Path, home: Path) -> tuple[list, str]:
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
 
 
+@pytest.mark.slow
 def test_kernel_cache_survives_a_read_only_package(tmp_path: Path) -> None:
     pkg, home = tmp_path / "site", tmp_path / "home"
     home.mkdir()
@@ -69,6 +72,7 @@ def test_kernel_cache_survives_a_read_only_package(tmp_path: Path) -> None:
     assert list((home / ".cache").rglob("merge_jit.merge_pass*.nbi"))
 
 
+@pytest.mark.slow
 def test_with_nowhere_to_cache_it_compiles_per_process_with_one_warning(tmp_path: Path) -> None:
     pkg, home = tmp_path / "site", tmp_path / "home"
     home.mkdir()

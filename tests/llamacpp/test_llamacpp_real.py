@@ -46,6 +46,7 @@ def stack() -> Iterator[tuple[LlamaServer, Proc, Proc]]:
 BODY = " ".join(f"note {i}: the quick brown fox jumps over the lazy dog" for i in range(30))
 
 
+@pytest.mark.slow
 def test_engine_evictions_reach_the_index_exactly(stack):
     engine, prx, srv = stack
     a = send(srv.url, chat("Alpha assistant. " + BODY, "question one"))

@@ -152,6 +152,7 @@ def _replicas_of(rows: list[dict]) -> dict[int, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_cache_aware_beats_round_robin_on_llama_server(engine_setup):
     binary, model = engine_setup
     got = {}

@@ -91,6 +91,7 @@ def test_engine_down_gives_502_quickly_and_reorder_still_works():
         assert 'contextpilot_engine_errors_total{kind="engine_unreachable"} 1' in c.get("/metrics").text
 
 
+@pytest.mark.slow
 def test_slow_engine_times_out_with_504():
     # the engine would take 4 x 10 s; the server gives up after 1 s. The upper
     # bound only has to sit well below 40 s, not near 1 s, to tell them apart.
