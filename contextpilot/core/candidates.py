@@ -6,15 +6,21 @@ inverted index, never an all-pairs matrix: blocks whose posting lists are
 short enough to fit a pair budget pair every holder (one sparse product:
 exact overlaps on small batches); longer lists pair each request only with
 its ``WINDOW`` neighbours in two similarity sorts (min-hash and most popular
-blocks), through its ``RAREST`` rarest blocks. Every pair found is valued
-exactly, the long-list blocks it shares included (:func:`shared_weight`),
-so partners are ranked by their true overlap. Also the similarity sort
-(:func:`popular_rank`) that cuts huge batches into chunks and replica shards.
+blocks), through its ``RAREST`` rarest blocks. On batches of at most
+``EXACT_VALUES_MAX`` requests, and when it costs at most ``EXACT_WORK_MAX``
+block tests, every pair found is valued exactly, the long-list blocks it
+shares included (:func:`shared_weight`), so partners are ranked by their
+true overlap; otherwise a pair's value counts only the blocks through which
+it was found (an estimate the planner makes exact for the edges it keeps).
+Also the similarity sort (:func:`popular_rank`) that cuts huge batches into
+chunks and replica shards.
 
 Invariants: every returned pair ``(a, b)`` has ``a < b`` and appears once;
 pairs with no positive overlap are never returned; ties go to the lower id
 whatever the sparse backend. Cost: O(P log P) numpy work for P posting
-entries, memory bounded by ``PAIR_BUDGET`` pairs.
+entries plus at most ``EXACT_WORK_MAX`` block tests; memory O(P +
+``PAIR_BUDGET`` + ``SHARED_STEP``) plus, when short, a dense bit matrix of
+at most ``BITS_BUDGET`` bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "popular_rank",
     "shared_weight",
     "EXACT_VALUES_MAX",
+    "EXACT_WORK_MAX",
 ]
 
 #: Pairs generated from posting lists per candidate search (memory bound).
@@ -181,9 +188,28 @@ def _three_smallest(rows: np.ndarray, vals: np.ndarray, n: int, nb: int) -> np.n
 #: peak memory at 1M. Above it pairs are ranked by the estimate (the blocks
 #: the sort windows found) and the planner makes kept ones exact.
 EXACT_VALUES_MAX = 20_000
+#: Most block tests (pairs x blocks of the member holding fewer long-list
+#: blocks) spent valuing pairs exactly, ~1 s; past it the estimate is kept
+#: whatever the batch size. 20k synthetic requests need 16M; 5000 requests
+#: of 200 blocks from a 50k vocabulary (every list long, 4M pairs) 550M.
+EXACT_WORK_MAX = 32_000_000
 
-#: Pairs valued per step when :func:`shared_weight` walks blocks (bounds its memory).
+#: Block entries walked per step when :func:`shared_weight` walks blocks:
+#: its scratch arrays hold about this many entries (~50 bytes each).
 SHARED_STEP = 1 << 20
+#: Largest dense bit matrix (requests x blocks / 8 bytes) :func:`shared_weight`
+#: builds for walking; above it membership is looked up in the sorted entries.
+BITS_BUDGET = 1 << 28
+
+def _exact_work(short: sp.csr_matrix, lr: np.ndarray, n: int, wa: np.ndarray, wb: np.ndarray) -> int:
+    """Block tests :func:`_with_long_blocks` would make: for every pair in
+    ``short``'s pattern and among ``(wa, wb)``, the long-list blocks
+    (entries grouped by request, rows ``lr``) of the member holding fewer.
+    An upper bound (pairs in both count twice). O(pairs)."""
+    cnt = np.bincount(lr, minlength=n)
+    per_row = np.diff(short.indptr)
+    held = np.repeat(cnt, per_row)
+    return int(np.minimum(held, cnt[short.indices]).sum() + np.minimum(cnt[wa], cnt[wb]).sum())
 
 
 def _with_long_blocks(
@@ -228,22 +254,41 @@ def shared_weight(
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A function ``(pa, pb) -> w`` giving, for each pair, the weight of the
     blocks both requests hold among the entries ``(rows, cols)`` (grouped by
-    request; ``weights[block]``). Each request's blocks become a bit set;
-    a pair is then valued byte by byte through a table of weight sums per
-    byte value (O(width) per pair, width = blocks / 8), or, when requests
-    hold few of the blocks, by walking the blocks of its member holding
-    fewer against the other's bits (O(that count) per pair), whichever is
-    cheaper. Memory O(n * width) and O(``SHARED_STEP`` * count)."""
+    request; ``weights[block]``), choosing the cheapest of three ways:
+
+    * ``by_bytes`` when requests hold many of the blocks: each request's
+      blocks become a bit set and a pair is valued byte by byte through a
+      table of weight sums per byte value; O(width) per pair, width =
+      blocks / 8, memory O(n * width) <= O(2 * entries * n / holders);
+    * ``by_walk`` otherwise: the blocks of the pair's member holding fewer
+      are tested against the other's; O(that count) per pair. Membership
+      is a bit lookup in a dense requests x blocks bit matrix when it fits
+      ``BITS_BUDGET`` bytes, else a binary search in the sorted entries
+      (O(log entries) per test, memory O(entries)): a batch of rare blocks
+      (thousands of requests, millions of distinct blocks) would otherwise
+      need gigabytes of mostly empty bits.
+
+    Pairs are walked in steps of at most ``SHARED_STEP`` entries (plus one
+    request's blocks), so the scratch memory does not grow with the number
+    of pairs or the blocks per request."""
+    rows = np.asarray(rows, dtype=np.int64)
     ids, local = np.unique(cols, return_inverse=True)
+    local = local.astype(np.int64)
+    m = len(ids)
     wl = np.asarray(weights, dtype=np.float64)[ids]
-    width = (len(ids) + 7) // 8
-    bits = np.zeros((n, max(width, 1)), dtype=np.uint8)
-    np.bitwise_or.at(bits, (rows, local >> 3), np.left_shift(1, local & 7).astype(np.uint8))
+    width = max((m + 7) // 8, 1)
     cnt = np.bincount(rows, minlength=n)
     holders = int(np.count_nonzero(cnt))
+
+    def bit_matrix() -> np.ndarray:
+        bits = np.zeros((n, width), dtype=np.uint8)
+        np.bitwise_or.at(bits, (rows, local >> 3), np.left_shift(1, local & 7).astype(np.uint8))
+        return bits
+
     if width <= 2 * len(rows) / max(holders, 1):
+        bits = bit_matrix()
         wpad = np.zeros(width * 8)
-        wpad[: len(wl)] = wl
+        wpad[:m] = wl
         byte = np.arange(256)
         tables = ((byte[:, None] >> np.arange(8)) & 1).astype(np.float64) @ wpad.reshape(width, 8).T
 
@@ -259,25 +304,45 @@ def shared_weight(
             return out
 
         return by_bytes
+
+    held: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    if n * width <= BITS_BUDGET:
+        flat = bit_matrix().reshape(-1)
+
+        def held(b: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return (flat[b * width + (c >> 3)] >> (c & 7).astype(np.uint8)) & 1
+
+    else:
+        keys = np.sort(rows * m + local)
+        last = len(keys) - 1
+
+        def held(b: np.ndarray, c: np.ndarray) -> np.ndarray:
+            q = b * m + c
+            return keys[np.minimum(np.searchsorted(keys, q), last)] == q
+
     start = np.cumsum(cnt) - cnt
-    flat = bits.reshape(-1)
 
     def by_walk(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        pa, pb = np.asarray(pa, dtype=np.int64), np.asarray(pb, dtype=np.int64)
         out = np.zeros(len(pa))
+        if not len(pa):
+            return out
         swap = cnt[pa] > cnt[pb]
         pa, pb = np.where(swap, pb, pa), np.where(swap, pa, pb)
-        for i in range(0, len(pa), SHARED_STEP):
-            a, b = pa[i : i + SHARED_STEP], pb[i : i + SHARED_STEP]
+        reach = np.cumsum(cnt[pa])
+        # each step ends at the first pair whose entries pass the next multiple of SHARED_STEP
+        ends = np.searchsorted(reach, np.arange(SHARED_STEP, int(reach[-1]), SHARED_STEP), side="right")
+        bounds = np.unique(np.concatenate(([0], ends, [len(pa)])))
+        for i, j in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            a, b = pa[i:j], pb[i:j]
             reps = cnt[a]
             pair = np.repeat(np.arange(len(a)), reps)
             pos = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps) + start[a][pair]
             c = local[pos]
-            held = (flat[b[pair] * width + (c >> 3)] >> (c & 7).astype(np.uint8)) & 1
-            out[i : i + SHARED_STEP] = np.bincount(pair, weights=held * wl[c], minlength=len(a))
+            out[i:j] = np.bincount(pair, weights=held(b[pair], c) * wl[c], minlength=len(a))
         return out
 
     return by_walk
-
 
 def _top_k_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's ``k`` largest entries as edges ``(lo, hi, value)``, each
@@ -312,10 +377,12 @@ def candidate_edges(
     request only with its ``WINDOW`` followers in two similarity sorts (by
     min-hash and by most popular blocks). Either way each pair found is
     valued with every block the two requests share, long-list blocks
-    included, on batches of at most ``exact_max`` requests (larger ones value
-    window pairs by the blocks the windows found: an estimate); which pairs
-    are found is approximate when some list is too long (then the exactness
-    flag is ``False``: a better partner may have been missed).
+    included, on batches of at most ``exact_max`` requests when that takes
+    at most ``EXACT_WORK_MAX`` block tests (otherwise window pairs are valued
+    by the blocks the windows found and short-list pairs by their short-list
+    blocks: an estimate); which pairs are found is approximate when some
+    list is too long (then the exactness flag is ``False``: a better partner
+    may have been missed).
 
     ``backend``: ``"scipy"`` or ``"torch"`` for the sparse product (see
     :mod:`contextpilot.core.overlap`). ``penalty`` (per request, >= 0):
@@ -324,8 +391,8 @@ def candidate_edges(
 
     Returns ``(a, b, value)`` with ``a < b``, each pair once, plus (with
     ``with_exactness``) whether every posting list was paired exhaustively
-    (values are exact either way; :func:`~contextpilot.core.cluster.build_forest`
-    still recomputes them from the sets when it is ``False``).
+    (when it is ``False``, :func:`~contextpilot.core.cluster.build_forest`
+    recomputes the values of the edges it keeps from the sets).
     """
     n = len(sets)
     empty = np.zeros(0, dtype=np.int64)
@@ -349,12 +416,11 @@ def candidate_edges(
             pa.append(a_)
             pb.append(b_)
             pw.append(weights[c_])
-        if n <= exact_max:
+        wa, wb = np.concatenate(pa), np.concatenate(pb)
+        if n <= exact_max and _exact_work(overlap, rows[~short], n, wa, wb) <= EXACT_WORK_MAX:
             # the windows only find pairs; every pair found is valued with all
             # the blocks it shares, the long-list ones included
-            overlap = _with_long_blocks(
-                overlap, rows[~short], cols[~short], weights, n, np.concatenate(pa), np.concatenate(pb)
-            )
+            overlap = _with_long_blocks(overlap, rows[~short], cols[~short], weights, n, wa, wb)
         else:
             # estimates that only rank candidates (a block both sorts found
             # counts twice); the planner makes kept ones exact

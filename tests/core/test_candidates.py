@@ -6,10 +6,12 @@ built on exhaustive candidates."""
 from __future__ import annotations
 
 import functools
+import tracemalloc
 
 import numpy as np
 import pytest
 
+import contextpilot.core.candidates as candidates_mod
 import contextpilot.core.cluster as cluster_mod
 from contextpilot.bench.workloads import synthetic_rag
 from contextpilot.core.batch import intern_batch
@@ -23,10 +25,19 @@ def _brute(sets: list[frozenset[int]], w: np.ndarray, pa: np.ndarray, pb: np.nda
 
 
 @pytest.mark.parametrize(
-    ("n_blocks", "per_request", "path"),
-    [(20, 8, "by_bytes"), (4000, 3, "by_walk")],  # few blocks held a lot / many blocks held little
+    ("n_blocks", "per_request", "path", "dense_bits"),
+    [
+        (20, 8, "by_bytes", True),  # few blocks held a lot
+        (4000, 3, "by_walk", True),  # many blocks held little: bit lookups
+        (4000, 3, "by_walk", False),  # the same past BITS_BUDGET: binary search in the entries
+    ],
 )
-def test_shared_weight_is_the_weight_of_the_common_blocks(n_blocks, per_request, path) -> None:  # type: ignore[no-untyped-def]
+def test_shared_weight_is_the_weight_of_the_common_blocks(  # type: ignore[no-untyped-def]
+    n_blocks, per_request, path, dense_bits, monkeypatch
+) -> None:
+    if not dense_bits:
+        monkeypatch.setattr(candidates_mod, "BITS_BUDGET", 0)
+    monkeypatch.setattr(candidates_mod, "SHARED_STEP", 64)  # many steps, some holding one pair
     rng = np.random.default_rng(n_blocks)
     n = 300
     sets = [
@@ -36,11 +47,58 @@ def test_shared_weight_is_the_weight_of_the_common_blocks(n_blocks, per_request,
     rows, cols = incidence(sets)
     w = rng.integers(1, 100, size=n_blocks).astype(np.float64)
     weigh = shared_weight(rows, cols, w, n)
-    assert weigh.__name__ == path  # both ways of counting are exercised
+    assert weigh.__name__ == path  # every way of counting is exercised
     pa = rng.integers(0, n, size=5000)
     pb = rng.integers(0, n, size=5000)
     assert np.array_equal(weigh(pa, pb), _brute(sets, w, pa, pb))
     assert len(weigh(pa[:0], pb[:0])) == 0
+
+
+def test_shared_weight_memory_does_not_grow_with_the_pairs() -> None:
+    # Requests of 200 blocks: pairs are walked in steps of SHARED_STEP entries, so
+    # valuing 20x more pairs needs only their output (8 bytes a pair) more memory.
+    # It once stepped by 2^20 pairs (x 200 entries each) and reorder() of 20k such
+    # requests peaked at 8 GB.
+    rng = np.random.default_rng(5)
+    n = 2000
+    sets = [frozenset(rng.choice(20_000, size=200, replace=False).tolist()) for _ in range(n)]
+    rows, cols = incidence(sets)
+    w = np.ones(20_000)
+    weigh = shared_weight(rows, cols, w, n)
+    assert weigh.__name__ == "by_walk"
+
+    def peak(pairs: int) -> int:
+        pa, pb = rng.integers(0, n, size=pairs), rng.integers(0, n, size=pairs)
+        tracemalloc.start()
+        try:
+            weigh(pa, pb)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    few, many = peak(10_000), peak(200_000)
+    assert many <= 2 * few + 64 * 200_000, (few, many)
+
+
+def test_exact_values_are_skipped_when_they_cost_too_many_block_tests(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # 3000 requests of 200 blocks from a 50k vocabulary: every posting list is long,
+    # and valuing the ~3M pairs found with all their blocks would take ~300M block
+    # tests (~10 s). Past EXACT_WORK_MAX the estimate is kept, as above exact_max.
+    rng = np.random.default_rng(6)
+    sets = [frozenset(rng.choice(50_000, size=200, replace=False).tolist()) for _ in range(3000)]
+    w = np.ones(50_000)
+    estimate = candidate_edges(sets, w, 6, exact_max=0)
+    gated = candidate_edges(sets, w, 6)
+    assert all(np.array_equal(x, y) for x, y in zip(gated, estimate))
+    # where exact values are cheap (the synthetic batch below), the gate set under
+    # their cost gives the estimate too
+    syn, tokens = _batch(1500)
+    ws = np.asarray(tokens, dtype=np.float64)
+    exact = candidate_edges(syn, ws, 6, budget=20_000)
+    syn_estimate = candidate_edges(syn, ws, 6, budget=20_000, exact_max=0)
+    assert not np.array_equal(exact[2], syn_estimate[2])
+    monkeypatch.setattr(candidates_mod, "EXACT_WORK_MAX", 0)
+    assert all(np.array_equal(x, y) for x, y in zip(candidate_edges(syn, ws, 6, budget=20_000), syn_estimate))
 
 
 def _batch(n: int, seed: int = 0) -> tuple[list[frozenset[int]], list[int]]:
