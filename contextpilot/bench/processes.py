@@ -84,14 +84,16 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 def read_log(log: IO[bytes]) -> str:
     """Everything written to ``log`` (a child's stdout and stderr) so far,
-    decoded; the file position is left where it was."""
+    decoded. Reads with ``pread`` and never moves the file offset: the
+    child shares it, and a seek would make its next writes land mid-file."""
     log.flush()
-    pos = log.tell()
-    try:
-        log.seek(0)
-        return log.read().decode(errors="replace")
-    finally:
-        log.seek(pos)
+    fd = log.fileno()
+    parts: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts).decode(errors="replace")
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:

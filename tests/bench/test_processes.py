@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from contextpilot.bench.processes import answers, free_port, spawn
+from contextpilot.bench.processes import answers, free_port, read_log, spawn
 
 
 class _Status(http.server.BaseHTTPRequestHandler):
@@ -90,3 +93,24 @@ def test_spawned_service_is_stopped_and_its_output_kept(tmp_path: Path) -> None:
     assert proc.popen.returncode is not None  # reaped
     assert not answers(proc.url + "/")
     assert "hello from the child" in proc.output()  # and after its log is closed
+
+
+def test_reading_a_running_childs_log_does_not_corrupt_it() -> None:
+    # The child writes through the same open file (one shared offset): a reader that
+    # seeks to 0 and back makes the child's writes in between land at the wrong place.
+    log = tempfile.TemporaryFile()
+    lines = 100_000
+    code = f"import sys\nfor i in range({lines}):\n    sys.stdout.write(f'line {{i}}\\n'); sys.stdout.flush()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    seen = []
+    while child.poll() is None:
+        seen.append(read_log(log))
+    child.wait()
+    want = "".join(f"line {i}\n" for i in range(lines))
+    assert read_log(log) == want
+    assert all(want.startswith(s) for s in seen)  # every partial read was a prefix
+    log.close()
