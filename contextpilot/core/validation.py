@@ -15,6 +15,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable, Sized
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from contextpilot.core.blocks import Block
@@ -100,7 +101,8 @@ def validate_contexts(
     chars = limits.max_block_chars if limits is not None else None
     out: list[list[Block]] = []
     kinds: set[type] = set()
-    for i, ctx in enumerate(contexts):
+    rest = iter(contexts)
+    for i, ctx in enumerate(rest):
         if isinstance(ctx, (str, bytes)) or not isinstance(ctx, Iterable):
             raise ContextError(f"contexts[{i}] must be a list of blocks, got {type(ctx).__name__}", (i,))
         row = ctx if not copy and type(ctx) is list else list(ctx)
@@ -120,7 +122,8 @@ def validate_contexts(
         out.append(row)
     else:
         return out
-    return _validate_slowly(contexts, allow_empty_context, limits)
+    # what was read goes again, as read: the batch or its rows may be one-shot iterators
+    return _validate_slowly(chain(out, [row], rest), allow_empty_context, limits)
 
 
 def _validate_slowly(

@@ -49,6 +49,21 @@ def test_validation_names_the_position(bad, where):
     assert where in str(e.value)
 
 
+@pytest.mark.parametrize("one_shot_rows", [False, True])
+def test_validation_of_one_shot_iterables_loses_nothing(one_shot_rows):
+    # numpy ints send the check down its slow path, which reads the batch again:
+    # a generator batch (or generator rows) must still come out whole
+    rows = [[1, 2], [3, np.int64(4)], [5], [6, 7]]
+
+    def batch():
+        return ((iter(r) if one_shot_rows else r) for r in rows)
+
+    assert validate_contexts(batch()) == [[1, 2], [3, 4], [5], [6, 7]]
+    with pytest.raises(ValueError) as e:
+        validate_contexts(iter([iter([1]), iter([np.int64(2)]), iter(["x"])]))
+    assert "contexts[2][0]" in str(e.value)
+
+
 def test_validation_rejects_non_list_batch():
     for bad in ("abc", 5, None):
         with pytest.raises(ValueError):
