@@ -187,7 +187,9 @@ def reorder_over(
             )
             out.dedup += found
             hinted = [res if res.hinted_positions else None for res in found]
-        if sub.mode == "stateless":
+        if sub.mode == "stateless":  # nothing recorded; placeholders keep the lists aligned
+            r.request_ids += [""] * len(sub.reordered)
+            r.cached_tokens += [0] * len(sub.reordered)
             continue
         for j, res in enumerate(hinted):
             # what is really sent: hints in place of repeats (measured again only then)
@@ -200,6 +202,8 @@ def reorder_over(
             rid, hit = recorded if recorded is not None else ("", 0)
             r.request_ids.append(rid)
             r.cached_tokens.append(hit)
+    if modes and all(m == "stateless" for m in modes):
+        r.request_ids, r.cached_tokens = [], []  # as a stateless pilot returns them
     if len(modes) == 1:
         r.mode = modes[0]
     elif "incremental" in modes:

@@ -170,3 +170,26 @@ def test_refined_forest_keeps_the_groups_and_the_forest_invariants(refine_min, t
 def test_refine_min_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="refine_min"):
         cluster_once([[1, 2], [1, 3]], BlockTable(), refine_min=-1)
+
+
+def test_mixed_stateless_and_stateful_shares_keep_ids_aligned() -> None:
+    # a stateless replica's share records nothing: its places hold "" and 0, so the
+    # ids of the stateful share still line up with its contexts
+    contexts = topics(4, 3)
+    pilots = [ContextPilot(stateless=True), ContextPilot()]
+    convs = [f"c{i}" for i in range(len(contexts))]
+    out = reorder_over(pilots, contexts, place=by_groups, conversations=convs)
+    r = out.result
+    assert len(r.request_ids) == len(r.cached_tokens) == len(r.reordered) == len(out.placed)
+    assert out.dedup is not None and len(out.dedup) == len(r.reordered)
+    assert set(out.placed) == {0, 1}
+    for j, p in enumerate(out.placed):
+        if p == 0:
+            assert r.request_ids[j] == "" and r.cached_tokens[j] == 0 and out.dedup[j].request_id is None
+        else:
+            rid = r.request_ids[j]
+            assert rid in pilots[1].index and out.dedup[j].request_id == rid
+            keys, tokens = pilots[1].measure(r.reordered[j])
+            assert pilots[1].index.match(keys) == sum(tokens)  # its context is what was recorded
+    stateful = [rid for rid in r.request_ids if rid]
+    assert len(set(stateful)) == len(stateful) == len(pilots[1].index)
