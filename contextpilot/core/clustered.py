@@ -213,7 +213,14 @@ def cluster_once(
         for chunk in chunks:
             idx = chunk.tolist()
             sets = inter[:n] if len(chunks) == 1 else [inter[i] for i in idx]
-            f = build_forest(sets, batch.tokens, k=opts.k, backend=opts.backend, timings=timings)
+            f = build_forest(
+                sets,
+                batch.tokens,
+                k=opts.k,
+                backend=opts.backend,
+                timings=timings,
+                kernel_min=opts.kernel_min,
+            )
             m, off = f.n_leaves, len(inter) - f.n_leaves  # local merge v -> v + off
 
             def glob(v: int, idx: list[int] = idx, m: int = m, off: int = off) -> int:
@@ -292,6 +299,7 @@ def refined(
             [tokens[p] for p in pids],
             k=opts.k,
             backend=opts.backend,
+            kernel_min=opts.kernel_min,
         )
         m, off = f.n_leaves, len(inter) - f.n_leaves
 

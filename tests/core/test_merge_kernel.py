@@ -21,8 +21,11 @@ from hypothesis import strategies as st
 from contextpilot.bench.scale import plan_digest
 from contextpilot.bench.workloads import synthetic_rag
 from contextpilot.core import cluster, merge_kernel
+from contextpilot.core.blocks import BlockTable
 from contextpilot.core.candidates import candidate_edges
-from contextpilot.core.planner import plan
+from contextpilot.core.clustered import cluster_once
+from contextpilot.core.planner import PlanOptions, plan
+from contextpilot.core.validation import validate_contexts
 from contextpilot.core.workers import WorkerPool
 
 from support.paths import child_pythonpath
@@ -141,7 +144,8 @@ FALLBACK = textwrap.dedent(
     logging.getLogger("contextpilot").addHandler(Keep())
     from contextpilot.bench.scale import plan_digest
     from contextpilot.bench.workloads import synthetic_rag
-    from contextpilot.core.planner import plan
+    from contextpilot.core.planner import PlanOptions, plan
+from contextpilot.core.validation import validate_contexts
     wl = synthetic_rag(600, n_docs=500, n_topics=20, topic_size=30, seed=6)
     digests = [plan_digest(p.order, p.contexts) for p in (
         plan(wl.contexts, token_counter=wl.token_counter, kernel_min=km) for km in (0, 0, 10**9))]
@@ -161,3 +165,26 @@ def test_without_numba_the_python_loop_plans_the_same_with_one_warning() -> None
     digests, warnings = json.loads(out.stdout.strip().splitlines()[-1])
     assert digests == [expected] * 3
     assert len(warnings) == 1 and warnings[0][0] == "WARNING", warnings
+
+
+def test_the_clustering_of_routed_batches_honours_kernel_min(monkeypatch) -> None:
+    # cluster_once (routed /reorder) builds its forest and refines big trees: both
+    # merges follow PlanOptions.kernel_min as plan() does, with the same groups
+    calls: list[int] = []
+    real = merge_kernel.greedy_merges
+
+    def counted(reps, *args):  # type: ignore[no-untyped-def]
+        calls.append(len(reps))
+        return real(reps, *args)
+
+    monkeypatch.setattr(merge_kernel, "greedy_merges", counted)
+    wl = synthetic_rag(600, n_docs=500, n_topics=20, topic_size=30, seed=6)
+    ctxs = validate_contexts(wl.contexts)
+    groups = []
+    for km, used in ((0, True), (OFF, False)):
+        calls.clear()
+        c = cluster_once(ctxs, BlockTable(wl.token_counter), PlanOptions(kernel_min=km), refine_min=20)
+        assert c.timings["refined"] > 0  # the refinement ran too
+        assert bool(calls) is used and (not used or len(calls) > 1)
+        groups.append(sorted(map(sorted, c.groups)))
+    assert groups[0] == groups[1]
