@@ -144,8 +144,7 @@ FALLBACK = textwrap.dedent(
     logging.getLogger("contextpilot").addHandler(Keep())
     from contextpilot.bench.scale import plan_digest
     from contextpilot.bench.workloads import synthetic_rag
-    from contextpilot.core.planner import PlanOptions, plan
-from contextpilot.core.validation import validate_contexts
+    from contextpilot.core.planner import plan
     wl = synthetic_rag(600, n_docs=500, n_topics=20, topic_size=30, seed=6)
     digests = [plan_digest(p.order, p.contexts) for p in (
         plan(wl.contexts, token_counter=wl.token_counter, kernel_min=km) for km in (0, 0, 10**9))]
