@@ -169,7 +169,10 @@ def reorder_over(
             if pilot.token_counter is ledger.token_counter:  # measured as this index counts
                 measured = share.keys, share.tokens
         else:
-            sub = pilot.plan_batch([ctxs[i] for i in members], stateless=stateless)
+            # nothing to hint: the pilot records its plan as sent, in bulk (4-5x less CPU than
+            # one record_sent per request)
+            bulk = conversations is None
+            sub = pilot.plan_batch([ctxs[i] for i in members], stateless=stateless, record=bulk)
             sub.order = [members[j] for j in sub.order]
             sub.groups = [[members[j] for j in g] for g in sub.groups]
         modes.append(sub.mode)
@@ -190,6 +193,10 @@ def reorder_over(
         if sub.mode == "stateless":  # nothing recorded; placeholders keep the lists aligned
             r.request_ids += [""] * len(sub.reordered)
             r.cached_tokens += [0] * len(sub.reordered)
+            continue
+        if sub.request_ids:  # recorded by the pilot already
+            r.request_ids += sub.request_ids
+            r.cached_tokens += sub.cached_tokens
             continue
         for j, res in enumerate(hinted):
             # what is really sent: hints in place of repeats (measured again only then)

@@ -216,15 +216,19 @@ class ContextPilot(OnlineMethods):
         with self._lock:
             return self._planner.record(keys, tokens)
 
-    def plan_batch(self, contexts: list[list[Block]], *, stateless: bool | None = None) -> ReorderResult:
-        """Like :meth:`reorder_detailed`, but nothing is recorded (no request
-        ids): the caller records what it finally sends with :meth:`record_sent`
-        (e.g. after dedup hints replaced repeats). ``contexts`` must come from
-        :func:`~contextpilot.core.validation.validate_contexts` (checked once by
-        the caller, for a whole batch split over several pilots)."""
+    def plan_batch(
+        self, contexts: list[list[Block]], *, stateless: bool | None = None, record: bool = False
+    ) -> ReorderResult:
+        """Like :meth:`reorder_detailed` for ``contexts`` from
+        :func:`~contextpilot.core.validation.validate_contexts` (checked once
+        by the caller, for a whole batch split over several pilots). Without
+        ``record`` nothing is recorded (no request ids): the caller records
+        what it finally sends with :meth:`record_sent` (e.g. after dedup hints
+        replaced repeats); with it the index learns the schedule in bulk, as
+        :meth:`reorder_detailed` does."""
         use_state = not (self.stateless if stateless is None else stateless)
         with self._lock:
-            return self._planner.plan(contexts, use_state, record=False)
+            return self._planner.plan(contexts, use_state, record=record)
 
     def plan_share(
         self, clustered: Clustered, members: Sequence[int], *, stateless: bool | None = None

@@ -121,6 +121,14 @@ def test_single_replica_is_the_plain_plan() -> None:
     ref = b.reorder_detailed(contexts)
     assert out.result.reordered == ref.reordered and out.result.order == ref.order
     assert out.result.groups == ref.groups and out.result.cached_tokens == ref.cached_tokens
+    assert len(out.result.request_ids) == len(contexts) and all(out.result.request_ids)
+    # the index learned the same batch (recorded in bulk, as reorder_detailed does): a second,
+    # overlapping batch is planned alike and finds the same cached tokens
+    again = topics(3, 4, width=7)[::-1]
+    out2, ref2 = reorder_over([a], again), b.reorder_detailed(again)
+    assert out2.result.reordered == ref2.reordered and out2.result.order == ref2.order
+    assert out2.result.cached_tokens == ref2.cached_tokens and sum(ref2.cached_tokens) > 0
+    assert out2.result.mode == ref2.mode == "incremental"
 
 
 @pytest.mark.parametrize(
