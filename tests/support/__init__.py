@@ -10,12 +10,18 @@
   <- a contextpilot server, and requests through it.
 - :mod:`support.planner_reference`: the straightforward batch planner, the
   oracle of ``tests/core/test_planner_flat.py``.
-- :mod:`support.chat_scoring`, :mod:`support.readme`: prompt scoring and
-  README examples run as written, for the plugins' suites.
+- :mod:`support.chat_scoring`, :mod:`support.readme`: prompt scoring (and
+  the replay check, ``check_replay``) and README examples run as written,
+  for the plugins' suites;
+- :mod:`support.plugin_fixtures`: the fixtures and checks those suites
+  share (a real server, the simulated engine, the two-query check);
+- :mod:`support.embedding`: a deterministic offline embedding
+  (``word_vector``) and its LlamaIndex and mem0 adapters;
+- :mod:`support.locomo`: the LoCoMo data fixture and its marker check.
 - :mod:`support.paths`: where the checkout and the tests are, and the
   ``PYTHONPATH`` a child process needs to import them.
 
 Imported as ``support.*``: ``tests/`` is on pytest's ``pythonpath``
-(``pyproject.toml``); the plugins' suites (integrations/*/tests) put it on
-``sys.path`` themselves. The examples do not use it.
+(``pyproject.toml``, and ``../../tests`` in each plugin's own
+``pyproject.toml`` for integrations/*/tests). The examples do not use it.
 """

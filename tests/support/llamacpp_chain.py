@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -27,10 +28,12 @@ from support.procs import Proc, free_port, server, spawn
 ENGINE_TESTS_REQUIRED = os.environ.get("CONTEXTPILOT_ENGINE_TESTS") == "1"
 
 
-def skip_or_fail(reason: str) -> None:
-    """Skip the test, or fail it under ``CONTEXTPILOT_ENGINE_TESTS=1``."""
-    if ENGINE_TESTS_REQUIRED:
-        pytest.fail(f"CONTEXTPILOT_ENGINE_TESTS=1 but {reason}")
+def skip_or_fail(reason: str, required_by: str = "CONTEXTPILOT_ENGINE_TESTS") -> NoReturn:
+    """Skip the test, or fail it when the environment variable ``required_by``
+    is 1 (the CI step that must run it sets it: a skip there would hide a
+    test not run)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {reason}")
     pytest.skip(f"REAL llama.cpp TEST NOT RUN: {reason}")
 
 
@@ -49,6 +52,31 @@ def require_llama_server() -> Path:
         skip_or_fail("the gguf package is missing (pip install -e '.[bench]')")
     assert binary is not None
     return binary
+
+
+def real_model_files(name: str, required_by: str = "CONTEXTPILOT_ENGINE_TESTS") -> tuple[Path, Path]:
+    """A llama-server binary and the GGUF of the real model ``name``
+    (``contextpilot.bench.real_models``). When ``required_by`` is 1 both are
+    made if missing (a build of ~7 min, a fetch of 250 MB, each once);
+    otherwise a missing one skips the test (:func:`skip_or_fail`)."""
+    from contextpilot.bench.engine import cache_dir, find_llama_server
+    from contextpilot.bench.real_models import fetch_model, model_spec
+
+    required = os.environ.get(required_by) == "1"
+    binary = find_llama_server(build=required)
+    if binary is None:
+        skip_or_fail(
+            "no llama-server binary (scripts/build_llama_server.sh, ~7 min, or LLAMA_SERVER_BIN)", required_by
+        )
+    spec = model_spec(name)
+    cached = cache_dir() / "models" / spec.filename
+    if not required and not cached.is_file():
+        skip_or_fail(
+            f"model {spec.filename} not in {cached.parent} (python -c "
+            f"'from contextpilot.bench.real_models import fetch_model; fetch_model(\"{name}\")')",
+            required_by,
+        )
+    return binary, fetch_model(name)  # a no-op when cached
 
 
 def fake(*args: str) -> contextlib.AbstractContextManager[Proc]:

@@ -4,8 +4,6 @@ model that echoes its prompt, and readers of what the model received."""
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
@@ -13,10 +11,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-REPO = Path(__file__).resolve().parents[3]
-# the repository's tests/ on sys.path: this suite shares its helpers (support.*)
-sys.path.insert(0, str(REPO / "tests"))
-from support.chat_scoring import common_prefix, shareable_prefix  # noqa: E402,F401  (re-exported)
+# the repository's tests/ is on pytest's pythonpath (pyproject.toml): shared helpers as support.*
+from support.chat_scoring import common_prefix, shareable_prefix  # noqa: F401  (re-exported)
 
 CAPITALS = {
     "fr": "Paris is the capital of France.",

@@ -1,22 +1,14 @@
-"""Shared by the tests: a small deterministic embedding, the corpus, and a
-reader of the context the (echoing) MockLLM received."""
+"""Shared by the tests: the corpus (embedded with the shared deterministic
+embedding, support.embedding), the echoing LLM, and a reader of the context the (echoing) MockLLM received."""
 
 from __future__ import annotations
 
-import hashlib
-import math
-import re
-import sys
-from pathlib import Path
-
 from llama_index.core import Document, VectorStoreIndex
-from llama_index.core.embeddings import BaseEmbedding
 from llama_index.core.llms import MockLLM
 
-REPO = Path(__file__).resolve().parents[3]
-# the repository's tests/ on sys.path: this suite shares its helpers (support.*)
-sys.path.insert(0, str(REPO / "tests"))
-from support.chat_scoring import common_prefix, shareable_prefix  # noqa: E402,F401  (re-exported)
+# the repository's tests/ is on pytest's pythonpath (pyproject.toml): shared helpers as support.*
+from support.chat_scoring import common_prefix, shareable_prefix  # noqa: F401  (re-exported)
+from support.embedding import llamaindex_embedding
 
 CAPITALS = {
     "fr": "Paris is the capital of France, on the Seine.",
@@ -32,31 +24,9 @@ Q1 = "Rome Rome Rome Rome Lisbon Lisbon Lisbon Paris Paris Berlin"
 Q2 = "Madrid Madrid Madrid Madrid Berlin Berlin Berlin Lisbon Lisbon Rome"
 
 
-class BagOfWords(BaseEmbedding):
-    """Hashed bag of lower-case words, L2-normalised: cosine = word overlap."""
-
-    dim: int = 256
-
-    def _vec(self, text: str) -> list[float]:
-        v = [0.0] * self.dim
-        for w in re.findall(r"[a-z]+", text.lower()):
-            v[int(hashlib.blake2b(w.encode(), digest_size=4).hexdigest(), 16) % self.dim] += 1.0
-        n = math.sqrt(sum(x * x for x in v)) or 1.0
-        return [x / n for x in v]
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._vec(query)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._vec(text)
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._vec(query)
-
-
 def make_index() -> VectorStoreIndex:
     docs = [Document(text=t, doc_id=k) for k, t in CAPITALS.items()]
-    return VectorStoreIndex.from_documents(docs, embed_model=BagOfWords())
+    return VectorStoreIndex.from_documents(docs, embed_model=llamaindex_embedding())
 
 
 def echo_llm() -> MockLLM:

@@ -6,7 +6,7 @@ LLM received."""
 from __future__ import annotations
 
 import pytest
-from li_helpers import Q1, Q2, common_prefix, echo_llm, ids_of, shareable_prefix
+from li_helpers import Q1, Q2, common_prefix, echo_llm, ids_of
 from llama_index.core.postprocessor import LongContextReorder
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from llama_index.postprocessor.contextpilot import (
@@ -18,6 +18,8 @@ from llama_index.postprocessor.contextpilot import (
 )
 
 import contextpilot as cp
+
+from support.plugin_fixtures import assert_reuses_prefix
 
 
 def engine(index, *post):
@@ -42,8 +44,7 @@ def test_two_query_session_shares_the_longest_prefix(index):
     qe = engine(index, ContextPilotNodePostprocessor())
     p1, p2 = ids_of(str(qe.query(Q1))), ids_of(str(qe.query(Q2)))
     assert sorted(p1) == sorted(retrieval_ids(index, Q1)) and sorted(p2) == sorted(retrieval_ids(index, Q2))
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2 and p2[:best] == p1[:best]
+    best = assert_reuses_prefix(p1, p2)
     plain = engine(index)
     assert common_prefix(ids_of(str(plain.query(Q1))), ids_of(str(plain.query(Q2)))) < best
 
@@ -52,8 +53,7 @@ async def test_two_query_session_async(index):
     qe = engine(index, ContextPilotNodePostprocessor())
     p1 = ids_of(str(await qe.aquery(Q1)))
     p2 = ids_of(str(await qe.aquery(Q2)))
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2 and p2[:best] == p1[:best]
+    assert_reuses_prefix(p1, p2)
 
 
 def test_copies_not_mutation_and_scores_kept(index):
@@ -104,8 +104,7 @@ def test_composes_with_other_postprocessors(index):
     qe = engine(index, LongContextReorder(), post)
     r1, r2 = qe.query(Q1), qe.query(Q2)
     p1, p2 = ids_of(str(r1)), ids_of(str(r2))
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 1 and p2[:best] == p1[:best]
+    best = assert_reuses_prefix(p1, p2, at_least=1)
     # the prefix is contextpilot's doing: LongContextReorder alone shares less
     alone = engine(index, LongContextReorder())
     assert common_prefix(ids_of(str(alone.query(Q1))), ids_of(str(alone.query(Q2)))) < best

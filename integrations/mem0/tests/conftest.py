@@ -7,20 +7,21 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 
 _ROOT = tempfile.mkdtemp(prefix="cp-mem0-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
 atexit.register(shutil.rmtree, _ROOT, True)
 # read by mem0 at import time: set before any test module imports it
 os.environ["MEM0_TELEMETRY"] = "False"
 os.environ["MEM0_DIR"] = os.path.join(_ROOT, "mem0-home")
-# the repository's tests/ on sys.path: the suite imports its shared helpers as support.*
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 import pytest  # noqa: E402
-from _support import make_memory  # noqa: E402
+from _support import ModelUrls, make_memory  # noqa: E402
+
+# the repository's tests/ is on pytest's pythonpath (pyproject.toml): shared fixtures
+from support.locomo import locomo_path, locomo_tests_are_marked  # noqa: E402,F401  (fixtures)
+from support.plugin_fixtures import sim_engine  # noqa: E402,F401  (a fixture)
 
 
 @pytest.fixture
@@ -62,10 +63,9 @@ def async_memory(store_dir: str):
 
 
 @pytest.fixture(scope="session")
-def llama_servers():
+def llama_servers() -> Iterator[ModelUrls]:
     """Gemma 3 270M on two real llama-servers (skips loudly, or fails under CI, when absent)."""
-    from _support import LlamaServers
+    from _support import llama_servers
 
-    servers = LlamaServers()
-    yield servers
-    servers.close()
+    with llama_servers() as urls:
+        yield urls

@@ -10,7 +10,7 @@ import pytest
 from _support import as_messages
 from contextpilot_mem0 import ContextPilotReranker, chat_messages, memory_messages
 
-from support.procs import engine  # the repository's process helper (tests/ on sys.path: conftest.py)
+from support.plugin_fixtures import flush_cache
 
 FACTS = [
     "Erin grows tomatoes and basil on her balcony",
@@ -36,22 +36,17 @@ USER = {"user_id": "erin"}
 
 
 @pytest.fixture
-def client():
-    with engine() as proc:
-        c = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="sk-local", max_retries=0)
-        yield c, proc
-        c.close()
+def client(sim_engine):
+    """A real openai client of the simulated engine, whose cache starts empty."""
+    flush_cache(sim_engine.url)
+    c = openai.OpenAI(base_url=f"{sim_engine.url}/v1", api_key="sk-local", max_retries=0)
+    yield c, sim_engine
+    c.close()
 
 
 def _send(c: openai.OpenAI, messages: list[dict[str, str]]) -> tuple[str, int, int]:
     r = c.chat.completions.create(model="sim-engine", messages=messages)
     return r.choices[0].message.content, r.usage.prompt_tokens, r.usage.prompt_tokens_details.cached_tokens
-
-
-def _flush(proc) -> None:
-    import httpx
-
-    httpx.post(f"{proc.url}/flush_cache", timeout=5).raise_for_status()
 
 
 def test_chat_loop_cached_tokens_grow_turn_over_turn(memory, client):
@@ -72,7 +67,7 @@ def test_chat_loop_cached_tokens_grow_turn_over_turn(memory, client):
         assert cached >= prev_total
     assert all(b[1] > a[1] for a, b in zip(ours, ours[1:]))
 
-    _flush(proc)
+    flush_cache(proc.url)
     history = []
     plain = []
     for q in QUESTIONS:  # mem0's usual chat loop: memories in the system message
@@ -96,7 +91,7 @@ def test_one_shot_loop_engine_reuses_more_with_contextpilot_order(memory, client
     questions = QUESTIONS + QUESTIONS[::-1]
 
     def run(build) -> float:
-        _flush(proc)
+        flush_cache(proc.url)
         hit = total = 0
         for q in questions:
             _, t, x = _send(c, build(q))

@@ -1,29 +1,18 @@
 """Trees built with PageIndex's own ``md_to_tree`` from markdown the tests
-write, a deterministic stand-in for the model's tree search (BM25 over the
-nodes' text), and prompt scoring the way contextpilot's simulated engine
-scores prompts (same chat template and tokenizer) with ``contextpilot.sim``."""
+write, and a deterministic stand-in for the model's tree search (BM25 over
+the nodes' text)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from pageindex import md_to_tree
 
 from contextpilot.bench.bm25 import BM25
-
-# prompt scoring shared with the other plugins' suites (tests/support; on sys.path: conftest.py)
-from support.chat_scoring import (  # noqa: F401  (re-exported for the tests)
-    common_prefix,
-    hit_ratio,
-    prompt_tokens,
-    rendered,
-    uncached_tokens,
-)
 
 HANDBOOK = {
     "Working hours": {
@@ -125,12 +114,3 @@ class TreeSearch:
 
     def __call__(self, query: str, k: int) -> list[tuple[str, str]]:
         return [(self.doc_id, self.nodes[i]["node_id"]) for i in self.bm25.top_k(query, k)]
-
-
-def locomo_sample(index: int = 0) -> dict[str, Any] | None:
-    from contextpilot.bench.workloads import default_locomo_path
-
-    path = default_locomo_path()
-    if path is None:
-        return None
-    return json.loads(Path(path).read_text(encoding="utf-8"))[index]

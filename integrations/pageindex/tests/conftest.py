@@ -1,11 +1,12 @@
-"""Offline PageIndex: litellm reads its bundled model cost map (no fetch)."""
+"""Offline PageIndex: litellm reads its bundled model cost map (no fetch).
+Shared fixtures (the repository's tests/ is on pytest's pythonpath):
+the LoCoMo data and the simulated engine."""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-# the repository's tests/ on sys.path: the suite imports its shared helpers as support.*
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+
+from support.locomo import locomo_path, locomo_tests_are_marked  # noqa: E402,F401  (fixtures)
+from support.plugin_fixtures import sim_engine  # noqa: E402,F401  (a fixture)

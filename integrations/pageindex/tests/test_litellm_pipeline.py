@@ -17,7 +17,7 @@ from litellm.integrations.custom_logger import CustomLogger
 import contextpilot as cp
 from contextpilot.plugins import DEFAULT_NOTE, find_notes, unseen_notes
 
-from support.procs import engine  # the repository's process helper (tests/ on sys.path: conftest.py)
+from support.plugin_fixtures import flush_cache
 
 # what the tree-search model "answers" for each question (doc "hb")
 PICKS = {
@@ -45,23 +45,11 @@ def recorder():
     litellm.callbacks = old
 
 
-@pytest.fixture(scope="module")
-def sim_engine():
-    with engine() as proc:
-        yield proc
-
-
 def _ask(url: str, messages: list[dict]) -> tuple[str, int, int]:
     r = litellm.completion(
         model="openai/sim-engine", api_base=f"{url}/v1", api_key="sk-local", messages=messages
     )
     return r.choices[0].message.content, r.usage.prompt_tokens, r.usage.prompt_tokens_details.cached_tokens
-
-
-def _flush(url: str) -> None:
-    import httpx
-
-    httpx.post(f"{url}/flush_cache", timeout=5).raise_for_status()
 
 
 def test_pipeline_model_sees_contextpilot_order_and_dedup(tmp_path, recorder, sim_engine):
@@ -70,7 +58,7 @@ def test_pipeline_model_sees_contextpilot_order_and_dedup(tmp_path, recorder, si
     plain_cpi = ContextPilotPageIndex(pilot=cp.ContextPilot(stateless=True))
     plain_cpi.add_tree("hb", build_tree(tmp_path / "handbook2.md", handbook_markdown()))
     ours = []
-    _flush(sim_engine.url)
+    flush_cache(sim_engine.url)
     history: list[dict] = []
     for question, picks in PICKS.items():
         messages = cpi.chat_messages(history, question, [("hb", n) for n in picks])
@@ -94,7 +82,7 @@ def test_pipeline_model_sees_contextpilot_order_and_dedup(tmp_path, recorder, si
         assert cached >= prev_total
 
     # the same calls in retrieval order and plain history, for comparison
-    _flush(sim_engine.url)
+    flush_cache(sim_engine.url)
     history = []
     plain = []
     for question, picks in PICKS.items():
@@ -115,7 +103,7 @@ def test_pipeline_model_sees_contextpilot_order_and_dedup(tmp_path, recorder, si
 def test_one_shot_answers_share_the_longest_prefix_at_the_engine(tmp_path, recorder, sim_engine):
     cpi = ContextPilotPageIndex(pilot=cp.ContextPilot())
     cpi.add_tree("hb", build_tree(tmp_path / "handbook.md", handbook_markdown()))
-    _flush(sim_engine.url)
+    flush_cache(sim_engine.url)
     (q1, p1), (q2, p2) = list(PICKS.items())[:2]
     m1 = cpi.messages(q1, [("hb", n) for n in p1])
     m2 = cpi.messages(q2, [("hb", n) for n in p2])

@@ -4,11 +4,13 @@ a history the caller keeps note only sections that history holds."""
 from __future__ import annotations
 
 import pytest
-from _support import build_tree, common_prefix, handbook_markdown, rendered
+from _support import build_tree, handbook_markdown
 from contextpilot_pageindex import CHAT_SYSTEM, ContextPilotPageIndex
 
 import contextpilot as cp
 from contextpilot.plugins import DEFAULT_NOTE, find_notes, unseen_notes
+
+from support.chat_scoring import common_prefix, rendered
 
 
 @pytest.fixture

@@ -5,45 +5,34 @@ from __future__ import annotations
 import pytest
 from langchain_contextpilot import REQUEST_KEY, ContextPilotReorder, ContextPilotRetriever
 from langchain_core.documents import Document
-from lc_helpers import Q1, Q2, ids_of, make_chain, make_docs_chain, shareable_prefix
+from lc_helpers import Q1, Q2, ids_of, make_chain, make_docs_chain
+
+from support.plugin_fixtures import assert_reuses_prefix, unreachable_url
 
 httpx = pytest.importorskip("httpx")
-from contextpilot.server.http_client import (  # noqa: E402
-    ContextPilotConnectionError,
-    ContextPilotIndexClient,
-)
+from contextpilot.server.http_client import ContextPilotConnectionError  # noqa: E402
 
 
-@pytest.fixture
-def client(server_url):
-    with ContextPilotIndexClient(server_url) as c:
-        c.reset()
-        yield c
-
-
-def test_two_query_session_through_the_server(store, server_url, client):
+def test_two_query_session_through_the_server(store, server_url, index_client):
     reorder = ContextPilotReorder(server_url=server_url)
     assert reorder.pilot is None
     chain = make_chain(store.as_retriever(search_kwargs={"k": 4}) | reorder)
-    p1, p2 = ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2))
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2 and p2[:best] == p1[:best]
-    assert client.stats()["index_stats"]["live_requests"] == 2
+    assert_reuses_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
+    assert index_client.stats()["index_stats"]["live_requests"] == 2
     reorder.close()
 
 
-async def test_async_session_and_request_ids(store, server_url, client):
+async def test_async_session_and_request_ids(store, server_url, index_client):
     reorder = ContextPilotReorder(server_url=server_url)
     retriever = store.as_retriever(search_kwargs={"k": 4})
     docs1 = await (retriever | reorder).ainvoke(Q1)
     p2 = ids_of(await make_chain(retriever | reorder).ainvoke(Q2))
-    best = shareable_prefix([d.id for d in docs1], set(p2))
-    assert best >= 2 and p2[:best] == [d.id for d in docs1][:best]
+    assert_reuses_prefix([d.id for d in docs1], p2)
     # the server's request ids are on the documents and live in its index
-    assert docs1[0].metadata[REQUEST_KEY] in client.requests()["request_ids"]
+    assert docs1[0].metadata[REQUEST_KEY] in index_client.requests()["request_ids"]
 
 
-def test_batch_through_the_server(store, server_url, client):
+def test_batch_through_the_server(store, server_url, index_client):
     chain = make_docs_chain(
         store.as_retriever(search_kwargs={"k": 4}) | ContextPilotReorder(server_url=server_url)
     )
@@ -52,20 +41,17 @@ def test_batch_through_the_server(store, server_url, client):
     assert p1[: len(shared)] == p2[: len(shared)] and set(p1[: len(shared)]) == shared
 
 
-async def test_retriever_async_through_the_server(store, server_url, client):
+async def test_retriever_async_through_the_server(store, server_url, index_client):
     retriever = ContextPilotRetriever(
         base_retriever=store.as_retriever(search_kwargs={"k": 4}), server_url=server_url
     )
     p1 = [d.id for d in await retriever.ainvoke(Q1)]
     p2 = [d.id for d in await retriever.ainvoke(Q2)]
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2 and p2[:best] == p1[:best]
+    assert_reuses_prefix(p1, p2)
 
 
 def test_unreachable_server_is_a_clear_error():
-    from support.procs import free_port
-
-    reorder = ContextPilotReorder(server_url=f"http://127.0.0.1:{free_port()}", timeout=2)
+    reorder = ContextPilotReorder(server_url=unreachable_url(), timeout=2)
     docs = [Document("a")]
     with pytest.raises(ContextPilotConnectionError, match="/reorder"):
         reorder.invoke(docs)

@@ -11,12 +11,9 @@ from langchain_core.callbacks.base import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
-from lc_helpers import Q1, Q2, ids_of, make_chain, shareable_prefix
+from lc_helpers import Q1, Q2, ids_of, make_chain
 
-
-def assert_session_shares_prefix(p1: list[str], p2: list[str]) -> None:
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2 and p2[:best] == p1[:best], (p1, p2)
+from support.plugin_fixtures import assert_reuses_prefix
 
 
 def test_compressor_in_contextual_compression_retriever(store):
@@ -24,7 +21,7 @@ def test_compressor_in_contextual_compression_retriever(store):
         base_compressor=ContextPilotCompressor(), base_retriever=store.as_retriever(search_kwargs={"k": 4})
     )
     chain = make_chain(comp)
-    assert_session_shares_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
+    assert_reuses_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
 
 
 async def test_compressor_async_in_contextual_compression_retriever(store):
@@ -32,7 +29,7 @@ async def test_compressor_async_in_contextual_compression_retriever(store):
         base_compressor=ContextPilotCompressor(), base_retriever=store.as_retriever(search_kwargs={"k": 4})
     )
     chain = make_chain(comp)
-    assert_session_shares_prefix(ids_of(await chain.ainvoke(Q1)), ids_of(await chain.ainvoke(Q2)))
+    assert_reuses_prefix(ids_of(await chain.ainvoke(Q1)), ids_of(await chain.ainvoke(Q2)))
     with pytest.raises(ValueError, match="ContextPilotChatPrompt"):
         ContextPilotCompressor(deduplicate=True)
 
@@ -49,7 +46,7 @@ def test_compressor_direct_call_keeps_every_document():
 def test_retriever_in_chain_two_query_session(store):
     retriever = ContextPilotRetriever(base_retriever=store.as_retriever(search_kwargs={"k": 4}))
     chain = make_chain(retriever)
-    assert_session_shares_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
+    assert_reuses_prefix(ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2)))
 
 
 def test_retriever_k_kwarg_and_callbacks(store):

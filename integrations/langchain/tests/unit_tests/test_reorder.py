@@ -19,6 +19,8 @@ from lc_helpers import (
 
 import contextpilot as cp
 
+from support.plugin_fixtures import assert_reuses_prefix
+
 
 def retrieval_ids(store, q: str) -> list[str]:
     return [d.id for d in store.as_retriever(search_kwargs={"k": 4}).invoke(q)]
@@ -37,9 +39,7 @@ def test_two_query_session_shares_the_longest_prefix(store):
     chain = make_chain(retriever | ContextPilotReorder())
     p1, p2 = ids_of(chain.invoke(Q1)), ids_of(chain.invoke(Q2))
     assert sorted(p1) == sorted(retrieval_ids(store, Q1)) and sorted(p2) == sorted(retrieval_ids(store, Q2))
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2
-    assert p2[:best] == p1[:best]
+    best = assert_reuses_prefix(p1, p2)
     # without contextpilot the model gets retrieval order, which shares less
     assert common_prefix(ids_of(plain.invoke(Q1)), ids_of(plain.invoke(Q2))) < best
 
@@ -48,8 +48,7 @@ async def test_two_query_session_async(store):
     chain = make_chain(store.as_retriever(search_kwargs={"k": 4}) | ContextPilotReorder())
     p1 = ids_of(await chain.ainvoke(Q1))
     p2 = ids_of(await chain.ainvoke(Q2))
-    best = shareable_prefix(p1, set(p2))
-    assert best >= 2 and p2[:best] == p1[:best]
+    assert_reuses_prefix(p1, p2)
 
 
 def test_batch_plans_together_and_keeps_alignment(store):
