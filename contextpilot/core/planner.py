@@ -219,7 +219,8 @@ def _chunk_plans(pool: WorkerPool, batch: Batch, chunks: list[np.ndarray], opts:
     def task(c: np.ndarray):
         return lambda: (*batch.gather(c), tokens, opts.k, opts.backend, emit, opts.kernel_min)
 
-    yield from pool.map([(_plan_chunk_flat, task(c)) for c in chunks])
+    # plan() starts a pool per call: free each worker once it has no chunk left
+    yield from pool.map([(_plan_chunk_flat, task(c)) for c in chunks], retire=True)
 
 
 def _plan_with(pool, contexts, token_counter, table, index, recent, opts: PlanOptions) -> Plan:
