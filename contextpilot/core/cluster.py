@@ -184,7 +184,7 @@ def _priority_weights(sets: Sequence[frozenset[int]], w: list[int]) -> tuple[lis
     all scaled to ints so ties break the same way everywhere.
     """
     nb = len(w)
-    _, cols = incidence(sets)
+    _, cols = incidence(sets, compact=True)
     freq = np.bincount(cols, minlength=nb)
     top = int(freq.max(initial=1)) - 1
     wn = np.asarray(w, dtype=np.float64)
