@@ -234,8 +234,13 @@ class WorkerPool:
         def feed(w: _Worker) -> None:
             try:
                 usable, problems = w.hello()
-            except (OSError, EOFError, pickle.PickleError) as e:
+            except (OSError, EOFError, ValueError, pickle.PickleError) as e:
                 usable, problems = False, [repr(e)]
+                with cond:
+                    if nxt[0] >= len(tasks):
+                        # stopped by this pool (every task done or the map
+                        # abandoned) while still warming up: nothing to report
+                        problems = []
             if problems:
                 self._warn(
                     f"planning worker warm-up failed ({'; '.join(problems)}); "

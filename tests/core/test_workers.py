@@ -41,6 +41,14 @@ def _warm_that_fails() -> bool:
     return False
 
 
+def _one_warms_slowly() -> None:
+    # the first worker to claim the flag file warms at once, the other slowly
+    try:
+        os.close(os.open(os.environ["CP_TEST_WARM_FLAG"], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(5)
+
+
 def _exited(pool: WorkerPool, pid: int, wait: float = 20.0) -> bool:
     proc = next(w.proc for w in pool.workers if w.proc.pid == pid)
     deadline = time.monotonic() + wait
@@ -96,3 +104,18 @@ def test_a_warm_up_that_fails_warns_once_and_the_workers_still_plan(caplog) -> N
     assert len(warnings) == 1, warnings
     # the worker's own log line reaches the caller, inside that one warning
     assert "returned False" in warnings[0] and "compiled steps missing here" in warnings[0]
+
+
+def test_a_map_left_after_its_last_result_does_not_warn_about_a_warming_worker(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    # what plan() does: it takes one result per chunk and drops the map; a
+    # worker still warming up then is stopped, which is no failure
+    monkeypatch.setenv("CP_TEST_WARM_FLAG", str(tmp_path / "flag"))
+    with caplog.at_level(logging.WARNING, logger=WORKERS):
+        with WorkerPool(2, warm=(f"{__name__}:_one_warms_slowly",)) as pool:
+            results = pool.map([(_pid, lambda: ())] * 3, retire=True)
+            got = [next(results) for _ in range(3)]
+            del results
+    assert len(set(got)) == 1 and os.getpid() not in got  # the quick worker ran them all
+    assert [r.getMessage() for r in caplog.records if r.name == WORKERS] == []
