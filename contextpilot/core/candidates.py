@@ -289,11 +289,15 @@ def candidate_edges(
             overlap = with_long_blocks(overlap, rows[~short], cols[~short], weights, n, wa, wb)
         else:
             # estimates that only rank candidates (a block both sorts found
-            # counts twice); the planner makes kept ones exact
-            ia = np.concatenate([x for a_, b_ in zip(pa, pb) for x in (a_, b_)])
-            ib = np.concatenate([x for a_, b_ in zip(pa, pb) for x in (b_, a_)])
-            iw = np.concatenate([w for w in pw for _ in (0, 1)])
-            overlap = overlap + sp.csr_matrix((iw, (ia, ib)), shape=(n, n))
+            # counts twice); the planner makes kept ones exact. Built as one
+            # triangle then mirrored: half the entries at the candidate
+            # search's memory peak (integer-valued sums: exact in any order)
+            lo = np.concatenate([np.minimum(a_, b_) for a_, b_ in zip(pa, pb)])
+            hi = np.concatenate([np.maximum(a_, b_) for a_, b_ in zip(pa, pb)])
+            del pa, pb
+            est = sp.csr_matrix((np.concatenate(pw), (lo, hi)), shape=(n, n))
+            del lo, hi, pw
+            overlap = overlap + (est + est.T.tocsr())
     overlap.setdiag(0)
     overlap.eliminate_zeros()
     overlap.sort_indices()  # ties in the top-k go to the lower id, whatever the backend
