@@ -8,9 +8,10 @@ threaded callers such as servers. These workers are plain child processes
 plain scripts, notebooks, ``python -c``/stdin programs and server workers
 (daemonic ones included) can all use them.
 
-Protocol, over the child's stdin/stdout: length-prefixed pickles; a task is
-``(function, args)`` with a module-level function (pickled by name), the
-reply ``(True, result)`` or ``(False, exception)``. One task per worker at a
+Protocol, over the child's stdin/stdout: length-prefixed pickles; first
+the worker's warm-up report ``(usable, problems)`` (see :func:`_serve`),
+then per task ``(function, args)`` with a module-level function (pickled by
+name), the reply ``(True, result)`` or ``(False, exception)``. One task per worker at a
 time; a feeder thread per worker builds each task's arguments only when it
 is sent, so at most one task's input per worker sits in memory.
 
@@ -35,6 +36,8 @@ __all__ = ["WorkerPool", "available_cpus"]
 
 _log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<Q")
+#: bytes from which a worker's allocations are mapped and unmapped alone
+_MMAP_THRESHOLD = 1 << 20
 _BOOT = "from contextpilot.core.workers import _serve; _serve({warm!r})"
 
 #: a task: the function and a zero-argument builder of its arguments
@@ -185,6 +188,10 @@ class WorkerPool:
         # the workers import this package the way this process did
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        # glibc raises its mmap threshold as big arrays are freed, after which
+        # freed arrays stay in the heap: a worker kept ~300 MB between chunk
+        # steps. A fixed threshold returns them at once (ignored elsewhere)
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(_MMAP_THRESHOLD))
         try:
             if not sys.executable:
                 raise OSError("no Python executable to start workers with")

@@ -119,3 +119,18 @@ def test_a_map_left_after_its_last_result_does_not_warn_about_a_warming_worker(
             del results
     assert len(set(got)) == 1 and os.getpid() not in got  # the quick worker ran them all
     assert [r.getMessage() for r in caplog.records if r.name == WORKERS] == []
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_workers_return_freed_arrays_to_the_system(monkeypatch) -> None:
+    # a fixed glibc mmap threshold in the workers, unless the caller set one
+    task = (_env, lambda: ("MALLOC_MMAP_THRESHOLD_",))
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with WorkerPool(1) as pool:
+        assert list(pool.map([task])) == [str(1 << 20)]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
+    with WorkerPool(1) as pool:
+        assert list(pool.map([task])) == ["262144"]
