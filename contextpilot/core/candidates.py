@@ -25,7 +25,7 @@ at most ``BITS_BUDGET`` bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from contextpilot.core.overlap import overlap_matrix
+from contextpilot.core.pair_values import exact_work, shared_weight, wide, with_long_blocks
 
 __all__ = [
     "PAIR_BUDGET",
@@ -55,11 +56,25 @@ WINDOW = 3
 RAREST = 12
 
 
-def incidence(sets: Sequence[frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, cols)``: one entry per (request, block), grouped by request."""
+def incidence(sets: Sequence[frozenset[int]], compact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)``: one entry per (request, block), grouped by request.
+
+    ``compact``: int32 arrays when the request count and every block id
+    (ids are >= 0) fit, else int64 (half the memory and bandwidth of the
+    candidate search's biggest arrays); a caller then widens
+    (:func:`~contextpilot.core.pair_values.wide`) before any product or
+    sum that could pass 2**31. O(entries)."""
     lengths = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
-    rows = np.repeat(np.arange(len(sets), dtype=np.int64), lengths)
-    cols = np.fromiter(chain.from_iterable(sets), dtype=np.int64, count=int(lengths.sum()))
+    total = int(lengths.sum())
+    cols = None
+    if compact and len(sets) < 2**31:
+        try:
+            cols = np.fromiter(chain.from_iterable(sets), dtype=np.int32, count=total)
+        except OverflowError:  # an id past int32: the whole batch goes wide
+            cols = None
+    if cols is None:
+        cols = np.fromiter(chain.from_iterable(sets), dtype=np.int64, count=total)
+    rows = np.repeat(np.arange(len(sets), dtype=cols.dtype), lengths)
     return rows, cols
 
 
@@ -81,7 +96,7 @@ def _posting_pairs(
     """Pairs (a, b, block) from posting lists sorted by ``key``: every pair
     in lists of length <= ``limit``, neighbours within ``WINDOW`` in longer
     ones. Work is proportional to the pairs produced."""
-    order = np.argsort(cols * (int(key.max(initial=0)) + 1) + key[rows], kind="stable")
+    order = np.argsort(wide(cols) * (int(key.max(initial=0)) + 1) + key[rows], kind="stable")
     r, c = rows[order], cols[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     lens = np.diff(np.r_[starts, len(c)])
@@ -106,7 +121,7 @@ def _posting_pairs(
 def _rarest(rows: np.ndarray, cols: np.ndarray, freq: np.ndarray, r: int) -> np.ndarray:
     """Mask of each request's ``r`` rarest blocks (the most telling ones)."""
     nb = len(freq)
-    o = np.argsort(rows * (int(freq.max(initial=0)) + 1) * nb + freq[cols] * nb + cols, kind="stable")
+    o = np.argsort(wide(rows) * (int(freq.max(initial=0)) + 1) * nb + freq[cols] * nb + cols, kind="stable")
     ro = rows[o]
     first = np.flatnonzero(np.r_[True, ro[1:] != ro[:-1]])
     rank = np.arange(len(o)) - np.repeat(first, np.diff(np.r_[first, len(o)]))
@@ -142,7 +157,7 @@ def popular_rank(rows: np.ndarray, cols: np.ndarray, n: int, freq: np.ndarray) -
     brank[np.lexsort((np.arange(nb), -freq))] = np.arange(nb)  # 0 = most frequent
     top = _three_smallest(rows, brank[cols], n, nb)
     if top is None:
-        o = np.argsort(rows * nb + brank[cols], kind="stable")
+        o = np.argsort(wide(rows) * nb + brank[cols], kind="stable")
         r, c = rows[o], brank[cols[o]]
         first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
         lens = np.diff(np.r_[first, len(r)])
@@ -194,155 +209,6 @@ EXACT_VALUES_MAX = 20_000
 #: of 200 blocks from a 50k vocabulary (every list long, 4M pairs) 550M.
 EXACT_WORK_MAX = 32_000_000
 
-#: Block entries walked per step when :func:`shared_weight` walks blocks:
-#: its scratch arrays hold about this many entries (~50 bytes each).
-SHARED_STEP = 1 << 20
-#: Largest dense bit matrix (requests x blocks / 8 bytes) :func:`shared_weight`
-#: builds for walking; above it membership is looked up in the sorted entries.
-BITS_BUDGET = 1 << 28
-
-def _exact_work(short: sp.csr_matrix, lr: np.ndarray, n: int, wa: np.ndarray, wb: np.ndarray) -> int:
-    """Block tests :func:`_with_long_blocks` would make: for every pair in
-    ``short``'s pattern and among ``(wa, wb)``, the long-list blocks
-    (entries grouped by request, rows ``lr``) of the member holding fewer.
-    An upper bound (pairs in both count twice). O(pairs)."""
-    cnt = np.bincount(lr, minlength=n)
-    per_row = np.diff(short.indptr)
-    held = np.repeat(cnt, per_row)
-    return int(np.minimum(held, cnt[short.indices]).sum() + np.minimum(cnt[wa], cnt[wb]).sum())
-
-
-def _with_long_blocks(
-    short: sp.csr_matrix,
-    lr: np.ndarray,
-    lc: np.ndarray,
-    weights: np.ndarray,
-    n: int,
-    wa: np.ndarray,
-    wb: np.ndarray,
-) -> sp.csr_matrix:
-    """The overlaps of every pair in ``short``'s pattern (exact overlaps
-    through the short posting lists; changed in place) or among the window
-    pairs ``(wa, wb)``, each plus the weight of the long-list blocks
-    (entries ``(lr, lc)``, grouped by request) the pair shares: exact values
-    on the pairs found. Without the long-list blocks a pair's value missed
-    the batch's most popular blocks, the heaviest in the merge priority,
-    and partners were ranked wrongly (the merged forest saved ~2% fewer
-    tokens on 5000+ request batches than with exact candidate values).
-    Symmetric. O(pairs * min(long blocks of a request, long blocks / 8))."""
-    weigh = shared_weight(lr, lc, weights, n)
-    lo, hi = np.minimum(wa, wb), np.maximum(wa, wb)
-    keep = lo != hi
-    pair = np.unique(lo[keep] * n + hi[keep])
-    lo, hi = pair // n, pair % n
-    if len(lo):
-        mark = sp.csr_matrix((np.ones(len(short.data)), short.indices, short.indptr), shape=(n, n))
-        fresh = np.asarray(mark[lo, hi]).ravel() == 0  # not already in the pattern
-        lo, hi = lo[fresh], hi[fresh]
-    short.data = short.data + weigh(
-        np.repeat(np.arange(n, dtype=np.int64), np.diff(short.indptr)), short.indices
-    )
-    v = weigh(lo, hi)
-    extra = sp.csr_matrix(
-        (np.concatenate([v, v]), (np.concatenate([lo, hi]), np.concatenate([hi, lo]))), shape=(n, n)
-    )
-    return short + extra
-
-
-def shared_weight(
-    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function ``(pa, pb) -> w`` giving, for each pair, the weight of the
-    blocks both requests hold among the entries ``(rows, cols)`` (grouped by
-    request; ``weights[block]``), choosing the cheapest of three ways:
-
-    * ``by_bytes`` when requests hold many of the blocks: each request's
-      blocks become a bit set and a pair is valued byte by byte through a
-      table of weight sums per byte value; O(width) per pair, width =
-      blocks / 8, memory O(n * width) <= O(2 * entries * n / holders);
-    * ``by_walk`` otherwise: the blocks of the pair's member holding fewer
-      are tested against the other's; O(that count) per pair. Membership
-      is a bit lookup in a dense requests x blocks bit matrix when it fits
-      ``BITS_BUDGET`` bytes, else a binary search in the sorted entries
-      (O(log entries) per test, memory O(entries)): a batch of rare blocks
-      (thousands of requests, millions of distinct blocks) would otherwise
-      need gigabytes of mostly empty bits.
-
-    Pairs are walked in steps of at most ``SHARED_STEP`` entries (plus one
-    request's blocks), so the scratch memory does not grow with the number
-    of pairs or the blocks per request."""
-    rows = np.asarray(rows, dtype=np.int64)
-    ids, local = np.unique(cols, return_inverse=True)
-    local = local.astype(np.int64)
-    m = len(ids)
-    wl = np.asarray(weights, dtype=np.float64)[ids]
-    width = max((m + 7) // 8, 1)
-    cnt = np.bincount(rows, minlength=n)
-    holders = int(np.count_nonzero(cnt))
-
-    def bit_matrix() -> np.ndarray:
-        bits = np.zeros((n, width), dtype=np.uint8)
-        np.bitwise_or.at(bits, (rows, local >> 3), np.left_shift(1, local & 7).astype(np.uint8))
-        return bits
-
-    if width <= 2 * len(rows) / max(holders, 1):
-        bits = bit_matrix()
-        wpad = np.zeros(width * 8)
-        wpad[:m] = wl
-        byte = np.arange(256)
-        tables = ((byte[:, None] >> np.arange(8)) & 1).astype(np.float64) @ wpad.reshape(width, 8).T
-
-        def by_bytes(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-            out = np.zeros(len(pa))
-            sel = np.flatnonzero((cnt[pa] > 0) & (cnt[pb] > 0))
-            a, b = pa[sel], pb[sel]
-            acc = np.zeros(len(sel))
-            for j in range(width):
-                col = bits[:, j]
-                acc += tables[col[a] & col[b], j]
-            out[sel] = acc
-            return out
-
-        return by_bytes
-
-    held: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    if n * width <= BITS_BUDGET:
-        flat = bit_matrix().reshape(-1)
-
-        def held(b: np.ndarray, c: np.ndarray) -> np.ndarray:
-            return (flat[b * width + (c >> 3)] >> (c & 7).astype(np.uint8)) & 1
-
-    else:
-        keys = np.sort(rows * m + local)
-        last = len(keys) - 1
-
-        def held(b: np.ndarray, c: np.ndarray) -> np.ndarray:
-            q = b * m + c
-            return keys[np.minimum(np.searchsorted(keys, q), last)] == q
-
-    start = np.cumsum(cnt) - cnt
-
-    def by_walk(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-        pa, pb = np.asarray(pa, dtype=np.int64), np.asarray(pb, dtype=np.int64)
-        out = np.zeros(len(pa))
-        if not len(pa):
-            return out
-        swap = cnt[pa] > cnt[pb]
-        pa, pb = np.where(swap, pb, pa), np.where(swap, pa, pb)
-        reach = np.cumsum(cnt[pa])
-        # each step ends at the first pair whose entries pass the next multiple of SHARED_STEP
-        ends = np.searchsorted(reach, np.arange(SHARED_STEP, int(reach[-1]), SHARED_STEP), side="right")
-        bounds = np.unique(np.concatenate(([0], ends, [len(pa)])))
-        for i, j in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            a, b = pa[i:j], pb[i:j]
-            reps = cnt[a]
-            pair = np.repeat(np.arange(len(a)), reps)
-            pos = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps) + start[a][pair]
-            c = local[pos]
-            out[i:j] = np.bincount(pair, weights=held(b[pair], c) * wl[c], minlength=len(a))
-        return out
-
-    return by_walk
 
 def _top_k_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's ``k`` largest entries as edges ``(lo, hi, value)``, each
@@ -399,7 +265,7 @@ def candidate_edges(
     none = (empty, empty, np.zeros(0)) + ((True,) if with_exactness else ())
     if n < 2:
         return none
-    rows, cols = incidence(sets)
+    rows, cols = incidence(sets, compact=True)
     if not len(cols):
         return none
     n_blocks = int(cols.max()) + 1
@@ -417,17 +283,21 @@ def candidate_edges(
             pb.append(b_)
             pw.append(weights[c_])
         wa, wb = np.concatenate(pa), np.concatenate(pb)
-        if n <= exact_max and _exact_work(overlap, rows[~short], n, wa, wb) <= EXACT_WORK_MAX:
+        if n <= exact_max and exact_work(overlap, rows[~short], n, wa, wb) <= EXACT_WORK_MAX:
             # the windows only find pairs; every pair found is valued with all
             # the blocks it shares, the long-list ones included
-            overlap = _with_long_blocks(overlap, rows[~short], cols[~short], weights, n, wa, wb)
+            overlap = with_long_blocks(overlap, rows[~short], cols[~short], weights, n, wa, wb)
         else:
             # estimates that only rank candidates (a block both sorts found
-            # counts twice); the planner makes kept ones exact
-            ia = np.concatenate([x for a_, b_ in zip(pa, pb) for x in (a_, b_)])
-            ib = np.concatenate([x for a_, b_ in zip(pa, pb) for x in (b_, a_)])
-            iw = np.concatenate([w for w in pw for _ in (0, 1)])
-            overlap = overlap + sp.csr_matrix((iw, (ia, ib)), shape=(n, n))
+            # counts twice); the planner makes kept ones exact. Built as one
+            # triangle then mirrored: half the entries at the candidate
+            # search's memory peak (integer-valued sums: exact in any order)
+            lo = np.concatenate([np.minimum(a_, b_) for a_, b_ in zip(pa, pb)])
+            hi = np.concatenate([np.maximum(a_, b_) for a_, b_ in zip(pa, pb)])
+            del pa, pb
+            est = sp.csr_matrix((np.concatenate(pw), (lo, hi)), shape=(n, n))
+            del lo, hi, pw
+            overlap = overlap + (est + est.T.tocsr())
     overlap.setdiag(0)
     overlap.eliminate_zeros()
     overlap.sort_indices()  # ties in the top-k go to the lower id, whatever the backend

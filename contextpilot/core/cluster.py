@@ -75,9 +75,15 @@ class Forest:
         return self.left[j], self.right[j]
 
     def savings(self, weights: Sequence[float]) -> float:
-        """Tokens saved at unbounded cache: ``sum w(I(v))`` over merges."""
-        n = self.n_leaves
-        return float(sum(sum(weights[b] for b in self.inter[v]) for v in range(n, len(self.inter))))
+        """Tokens saved at unbounded cache: ``sum w(I(v))`` over merges.
+        O(total size of the merges' sets), summed in numpy when big."""
+        merged = self.inter[self.n_leaves :]
+        w = np.asarray(weights) if len(merged) >= 1000 else None
+        if w is None or w.dtype.kind not in "iu":  # small, or float weights: exact in Python
+            return float(sum(sum(weights[b] for b in s) for s in merged))
+        # token counts: an int64 sum is exact (totals stay far below 2**63)
+        ids = np.fromiter(chain.from_iterable(merged), dtype=np.int64, count=sum(map(len, merged)))
+        return float(w[ids].sum(dtype=np.int64))
 
 
 def build_forest(
@@ -178,7 +184,7 @@ def _priority_weights(sets: Sequence[frozenset[int]], w: list[int]) -> tuple[lis
     all scaled to ints so ties break the same way everywhere.
     """
     nb = len(w)
-    _, cols = incidence(sets)
+    _, cols = incidence(sets, compact=True)
     freq = np.bincount(cols, minlength=nb)
     top = int(freq.max(initial=1)) - 1
     wn = np.asarray(w, dtype=np.float64)

@@ -18,6 +18,7 @@ arrays, then the kernel's O(merges * max_degree * set size).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -27,26 +28,45 @@ import numpy as np
 __all__ = ["available", "greedy_merges", "post_order", "rebracket", "warm_up"]
 
 _log = logging.getLogger(__name__)
+#: the compiled functions by name; ``"kernel"`` is written last (under
+#: ``_lock``), so a thread that sees it sees the others too, and ``None``
+#: there means disabled for good
 _state: dict[str, Any] = {}
+#: serialises the first import and disabling (planner threads and a
+#: server's request threads reach this module concurrently)
+_lock = threading.Lock()
 
 
 def available() -> bool:
     """Whether the compiled kernel can run here (numba imports). The first
-    call imports it (about 0.5 s); a failure is logged once as a warning."""
+    call imports it (about 0.5 s); a failure is logged once as a warning.
+    Thread-safe: concurrent first calls import once, and none returns
+    before every compiled function is published."""
     if "kernel" not in _state:
-        try:
-            from contextpilot.core import forest_jit, merge_jit
-        except Exception as e:  # noqa: BLE001 (numba missing or broken: plan without it)
-            _disable(f"numba is not importable ({e!r})")
-        else:
-            _state["kernel"] = merge_jit.merge_pass
-            _state["rebracket"] = forest_jit.rebracket
-            _state["post_order"] = forest_jit.post_order
+        with _lock:
+            if "kernel" not in _state:
+                try:
+                    from contextpilot.core import forest_jit, merge_jit
+
+                    kernel = merge_jit.merge_pass
+                    steps = {"rebracket": forest_jit.rebracket, "post_order": forest_jit.post_order}
+                except Exception as e:  # noqa: BLE001 (numba missing or broken: plan without it)
+                    _disable_locked(f"numba is not importable ({e!r})")
+                else:
+                    _state.update(steps)
+                    _state["kernel"] = kernel  # last: readers test only this key
     return _state["kernel"] is not None
 
 
 def _disable(why: str) -> None:
-    _log.warning("%s: huge batches merge on the Python loop, slower", why)
+    with _lock:
+        _disable_locked(why)
+
+
+def _disable_locked(why: str) -> None:
+    # several threads can fail at once: the first one warns
+    if _state.get("kernel", False) is not None:
+        _log.warning("%s: huge batches merge on the Python loop, slower", why)
     _state["kernel"] = None
 
 
@@ -112,8 +132,11 @@ def _call(name: str, args: tuple[Any, ...]) -> Any:
     """A compiled function's result; ``None`` (one warning, then never
     again) if it does not compile with this numba. Inputs a failed
     compilation saw are untouched: it fails before running."""
+    fn = _state.get(name) if _state.get("kernel") is not None else None
+    if fn is None:  # disabled meanwhile by another thread
+        return None
     try:
-        return _state[name](*args)
+        return fn(*args)
     except Exception as e:  # noqa: BLE001 (a numba typing or lowering error)
         if type(e).__module__.split(".")[0] != "numba":
             raise

@@ -125,3 +125,44 @@ class Emitter:
                 stack.append((ch[1], pre, done, cur))
                 stack.append((ch[0], pre, done, cur))
         return order, seqs
+
+    def emit_plain(self, forest: Forest, reqs: Sequence[list[int]]) -> tuple[list[int], list[int], list[int]]:
+        """:meth:`emit` without live state (no index, no recent requests),
+        flat: ``(order, pids, lens)``, the scheduled requests' pids
+        concatenated and cut by ``lens``. Same schedule and sequences as
+        :meth:`emit`, without its per-node sets.
+
+        Invariant used: a node's set is the intersection of its children's,
+        so along a root-to-leaf path the sets only grow and what the
+        ancestors placed is exactly the parent's set; a node's label is
+        its set minus its parent's, in its leftmost leaf's order (a leaf's:
+        its own pids minus its parent's set). O(total pids + nodes' labels)."""
+        assert self.index is None and self.recent is None, "emit_plain has no live state to follow"
+        n = forest.n_leaves
+        inter, left, right = forest.inter, forest.left, forest.right
+        leftmost = list(range(n)) + [0] * (len(inter) - n)
+        for j, a in enumerate(left):
+            leftmost[n + j] = leftmost[a]
+        order: list[int] = []
+        flat: list[int] = []
+        lens: list[int] = []
+        none: frozenset[int] = frozenset()
+        for root in forest.roots:
+            # (node, pids placed above it, its parent's set)
+            stack: list[tuple[int, list[int], frozenset[int]]] = [(root, [], none)]
+            while stack:
+                v, prefix, above = stack.pop()
+                if v < n:
+                    start = len(flat)
+                    flat += prefix
+                    flat += [p for p in reqs[v] if p not in above] if above else reqs[v]
+                    order.append(v)
+                    lens.append(len(flat) - start)
+                    continue
+                iv = inter[v]
+                label = [p for p in reqs[leftmost[v]] if p in iv and p not in above]
+                pre = prefix + label if label else prefix  # children only read it
+                j = v - n
+                stack.append((right[j], pre, iv))
+                stack.append((left[j], pre, iv))
+        return order, flat, lens

@@ -150,8 +150,7 @@ class _ChunkPlan:
     roots: list[int]
     shared: int
     #: schedule (indices into the chunk) and each scheduled request's pids,
-    #: when planned without live state: lists, or (from a worker) arrays
-    #: with the pids flat, cut by ``lens``
+    #: when planned without live state: arrays, the pids flat, cut by ``lens``
     order: Any = None
     seqs: Any = None
     lens: np.ndarray | None = None
@@ -160,19 +159,31 @@ class _ChunkPlan:
 
 
 def _plan_chunk(
-    requests: list[list[int]], tokens: list[int], k: int, backend: str, emit: bool, kernel_min: int
+    requests: list[list[int]],
+    tokens: list[int],
+    k: int,
+    backend: str,
+    emit: bool,
+    kernel_min: int,
+    dtype: Any = np.int64,
 ) -> _ChunkPlan:
-    """Forest (and, without live state, the layout) of one chunk."""
+    """Forest and, without live state, the layout of one chunk, flat:
+    ``order``, the scheduled requests' pids (``seqs``, as ``dtype``) and
+    their ``lens``, as arrays (no list per request)."""
     with gc_paused():
         timings: dict[str, float] = {}
         sets = [frozenset(r) for r in requests]
         forest = build_forest(sets, tokens, k=k, backend=backend, timings=timings, kernel_min=kernel_min)
+        del sets  # the forest's leaves hold the same sets
         out = _ChunkPlan(
             forest.left, forest.right, forest.roots, int(forest.savings(tokens)), timings=timings
         )
         if emit:
             t0 = time.thread_time()
-            out.order, out.seqs = Emitter(PlanItems([], tokens, requests)).emit(forest, requests)
+            order, flat, lens = Emitter(PlanItems([], tokens, requests)).emit_plain(forest, requests)
+            out.order = np.array(order, dtype=np.int64)
+            out.lens = np.array(lens, dtype=np.int64)
+            out.seqs = np.array(flat, dtype=dtype)
             timings["emission"] = time.thread_time() - t0
         return out
 
@@ -183,12 +194,7 @@ def _plan_chunk_flat(
     """:func:`_plan_chunk` in a worker: the requests come flat (``pids``
     cut by ``lens``) and the layout goes back flat; both pickle compactly."""
     t0 = time.thread_time()
-    out = _plan_chunk(split(pids.tolist(), lens), tokens.tolist(), k, backend, emit, kernel_min)
-    if emit:
-        seqs = out.seqs
-        out.order = np.asarray(out.order, dtype=np.int64)
-        out.lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        out.seqs = np.fromiter(chain.from_iterable(seqs), dtype=pids.dtype, count=int(out.lens.sum()))
+    out = _plan_chunk(split(pids.tolist(), lens), tokens.tolist(), k, backend, emit, kernel_min, pids.dtype)
     out.timings["worker_total"] = time.thread_time() - t0
     return out
 
@@ -219,7 +225,8 @@ def _chunk_plans(pool: WorkerPool, batch: Batch, chunks: list[np.ndarray], opts:
     def task(c: np.ndarray):
         return lambda: (*batch.gather(c), tokens, opts.k, opts.backend, emit, opts.kernel_min)
 
-    yield from pool.map([(_plan_chunk_flat, task(c)) for c in chunks])
+    # plan() starts a pool per call: free each worker once it has no chunk left
+    yield from pool.map([(_plan_chunk_flat, task(c)) for c in chunks], retire=True)
 
 
 def _plan_with(pool, contexts, token_counter, table, index, recent, opts: PlanOptions) -> Plan:
@@ -262,21 +269,17 @@ def _plan_with(pool, contexts, token_counter, table, index, recent, opts: PlanOp
             timings[name] = timings.get(name, 0.0) + v
         out.shared += cp.shared
         a0 = time.thread_time()
-        if cp.lens is not None:  # flat, from a worker
+        if cp.lens is not None:  # laid out flat (without live state), here or in a worker
             forest = Forest(len(chunk), cp.left, cp.right, [], cp.roots)
             out.add_flat(chunk, forest, cp.order, cp.seqs, cp.lens)
             timings["assembly"] = timings.get("assembly", 0.0) + time.thread_time() - a0
             continue
-        if live:
-            e0 = time.thread_time()
-            part = batch.lists(None if whole else chunk)
-            forest = _forest_of(part, cp)
-            o, seqs = emitter.emit(forest, part)
-            a0 = time.thread_time()
-            timings["emission"] = timings.get("emission", 0.0) + a0 - e0
-        else:
-            forest = Forest(len(chunk), cp.left, cp.right, [], cp.roots)
-            o, seqs = cp.order, cp.seqs
+        e0 = time.thread_time()
+        part = batch.lists(None if whole else chunk)
+        forest = _forest_of(part, cp)
+        o, seqs = emitter.emit(forest, part)
+        a0 = time.thread_time()
+        timings["emission"] = timings.get("emission", 0.0) + a0 - e0
         out.add_lists(None if whole else chunk, forest, o, seqs)
         timings["assembly"] = timings.get("assembly", 0.0) + time.thread_time() - a0
     timings.pop("worker_total", None)
@@ -345,8 +348,11 @@ class _Assembly:
             ]
         scheduled = chunk[o].tolist()
         self.order.extend(scheduled)
+        same = len(lens) > 0 and lens[0] > 0 and bool((lens == lens[0]).all())
         for objs, dest in zip(self._objects, (self.contexts, self.keys, self.tokens)):
-            dest.extend(split(objs[seqs].tolist(), lens))
+            picked = objs[seqs]
+            # equal lengths (the usual top-k batch): numpy builds the row lists itself
+            dest.extend(picked.reshape(len(lens), -1).tolist() if same else split(picked.tolist(), lens))
         if self.flat:
             self._pids.append(seqs)
             self._lens.append(lens)

@@ -8,9 +8,10 @@ threaded callers such as servers. These workers are plain child processes
 plain scripts, notebooks, ``python -c``/stdin programs and server workers
 (daemonic ones included) can all use them.
 
-Protocol, over the child's stdin/stdout: length-prefixed pickles; a task is
-``(function, args)`` with a module-level function (pickled by name), the
-reply ``(True, result)`` or ``(False, exception)``. One task per worker at a
+Protocol, over the child's stdin/stdout: length-prefixed pickles; first
+the worker's warm-up report ``(usable, problems)`` (see :func:`_serve`),
+then per task ``(function, args)`` with a module-level function (pickled by
+name), the reply ``(True, result)`` or ``(False, exception)``. One task per worker at a
 time; a feeder thread per worker builds each task's arguments only when it
 is sent, so at most one task's input per worker sits in memory.
 
@@ -35,6 +36,8 @@ __all__ = ["WorkerPool", "available_cpus"]
 
 _log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<Q")
+#: bytes from which a worker's allocations are mapped and unmapped alone
+_MMAP_THRESHOLD = 1 << 20
 _BOOT = "from contextpilot.core.workers import _serve; _serve({warm!r})"
 
 #: a task: the function and a zero-argument builder of its arguments
@@ -68,24 +71,47 @@ def _recv(stream: Any) -> Any:
 
 
 def _serve(warm: tuple[str, ...] = ()) -> None:
-    """Worker main loop: run tasks from stdin until it closes. ``warm``:
-    modules to import first (the caller's task modules), while the parent is
-    still preparing the tasks; ``"module:function"`` also calls that
-    function (no arguments; a failure is ignored: the tasks will meet it)."""
+    """Worker main loop: warm up, say how that went, then run tasks from
+    stdin until it closes. ``warm``: modules to import first (the caller's
+    task modules), while the parent is still preparing the tasks;
+    ``"module:function"`` also calls that function (no arguments; it may
+    return ``False`` for "not available here").
+
+    The first message sent is ``(usable, problems)``: ``problems`` lists
+    what failed in the warm-up, with the warnings it logged (kept from this
+    process's stderr, so the parent reports them once for all workers);
+    ``usable`` is false when a module did not import, and then the worker
+    exits (its tasks could not run here)."""
     import gc
     import importlib
 
     gc.disable()  # planning builds millions of small containers; no cycles
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
-    for name in warm:
-        module, _, fn = name.partition(":")
-        loaded = importlib.import_module(module)
-        if fn:
+    problems: list[str] = []
+    usable = True
+    caught = _Caught()
+    logging.getLogger().addHandler(caught)
+    try:
+        for name in warm:
+            module, _, fn = name.partition(":")
             try:
-                getattr(loaded, fn)()
-            except Exception:  # noqa: BLE001 (only a head start)
-                pass
+                loaded = importlib.import_module(module)
+            except Exception as e:  # noqa: BLE001 (reported to the parent)
+                problems.append(f"cannot import {module} ({e!r})")
+                usable = False
+                break
+            if fn:
+                try:
+                    if getattr(loaded, fn)() is False:
+                        problems.append(f"{name}() returned False")
+                except Exception as e:  # noqa: BLE001 (only a head start: the tasks may still run)
+                    problems.append(f"{name}() raised {e!r}")
+    finally:
+        logging.getLogger().removeHandler(caught)
+    _send(out, (usable, [*problems, *caught.messages]))
+    if not usable:
+        return
 
     while True:
         try:
@@ -99,6 +125,17 @@ def _serve(warm: tuple[str, ...] = ()) -> None:
         _send(out, reply)
 
 
+class _Caught(logging.Handler):
+    """Messages of the warnings logged during a worker's warm-up."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 class _Worker:
     def __init__(self, env: dict[str, str], warm: tuple[str, ...]) -> None:
         self.proc = subprocess.Popen(
@@ -108,6 +145,15 @@ class _Worker:
             env=env,
             close_fds=True,
         )
+        self._hello: tuple[bool, list[str]] | None = None
+
+    def hello(self) -> tuple[bool, list[str]]:
+        """The worker's warm-up report (see :func:`_serve`), read once;
+        blocks until its warm-up is done."""
+        if self._hello is None:
+            assert self.proc.stdout is not None
+            self._hello = _recv(self.proc.stdout)
+        return self._hello
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -135,12 +181,17 @@ class WorkerPool:
     def __init__(self, n: int, warm: tuple[str, ...] = ()) -> None:
         self.workers: list[_Worker] = []
         self._warned = False
+        self._warn_lock = threading.Lock()  # feeder threads warn too
         if n < 1:
             return
         env = dict(os.environ)
         # the workers import this package the way this process did
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        # glibc raises its mmap threshold as big arrays are freed, after which
+        # freed arrays stay in the heap: a worker kept ~300 MB between chunk
+        # steps. A fixed threshold returns them at once (ignored elsewhere)
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(_MMAP_THRESHOLD))
         try:
             if not sys.executable:
                 raise OSError("no Python executable to start workers with")
@@ -159,15 +210,25 @@ class WorkerPool:
         return [w.proc.pid for w in self.workers]
 
     def _warn(self, msg: str) -> None:
-        if not self._warned:
+        # one warning per pool, whichever worker or thread meets trouble first
+        with self._warn_lock:
+            if self._warned:
+                return
             self._warned = True
-            _log.warning(msg)
+        _log.warning(msg)
 
-    def map(self, tasks: Iterable[Task]) -> Iterator[Any]:
+    def map(self, tasks: Iterable[Task], retire: bool = False) -> Iterator[Any]:
         """Results of ``tasks`` in order; tasks run on the workers as they
         free up, while the caller consumes earlier results. A task whose
-        worker died runs here instead (one warning); an exception raised by
-        a task is raised here."""
+        worker died, or whose warm-up failed to import, runs here instead;
+        a warm-up that failed otherwise leaves the worker running the tasks.
+        Either way the pool logs one warning in all. An exception raised by
+        a task is raised here.
+
+        ``retire``: this is the pool's last map; each worker exits as soon
+        as no task is left for it (its memory is freed while the others
+        finish and the caller consumes results), and the pool is empty
+        afterwards."""
         tasks = list(tasks)
         if not self.workers:
             for fn, make in tasks:
@@ -178,12 +239,31 @@ class WorkerPool:
         nxt = [0]
 
         def feed(w: _Worker) -> None:
+            try:
+                usable, problems = w.hello()
+            except (OSError, EOFError, ValueError, pickle.PickleError) as e:
+                usable, problems = False, [repr(e)]
+                with cond:
+                    if nxt[0] >= len(tasks):
+                        # stopped by this pool (every task done or the map
+                        # abandoned) while still warming up: nothing to report
+                        problems = []
+            if problems:
+                self._warn(
+                    f"planning worker warm-up failed ({'; '.join(problems)}); "
+                    + ("the workers plan without it" if usable else "planning in this process")
+                )
+            if not usable:
+                return  # the tasks go to the other workers, or here once none is left
             while True:
                 with cond:
                     i = nxt[0]
-                    if i >= len(tasks):
-                        return
-                    nxt[0] += 1
+                    if i < len(tasks):
+                        nxt[0] += 1
+                if i >= len(tasks):
+                    if retire:
+                        w.close()  # nothing left for it: free its memory now
+                    return
                 fn, make = tasks[i]
                 try:
                     res = w.run(fn, make())
@@ -225,6 +305,8 @@ class WorkerPool:
                     w.proc.kill()
             for t in threads:
                 t.join()
+            if retire:
+                self.close()
 
     def close(self) -> None:
         for w in self.workers:

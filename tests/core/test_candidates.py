@@ -13,6 +13,7 @@ import pytest
 
 import contextpilot.core.candidates as candidates_mod
 import contextpilot.core.cluster as cluster_mod
+import contextpilot.core.pair_values as pair_values_mod
 from contextpilot.bench.workloads import synthetic_rag
 from contextpilot.core.batch import intern_batch
 from contextpilot.core.blocks import BlockTable
@@ -36,8 +37,8 @@ def test_shared_weight_is_the_weight_of_the_common_blocks(  # type: ignore[no-un
     n_blocks, per_request, path, dense_bits, monkeypatch
 ) -> None:
     if not dense_bits:
-        monkeypatch.setattr(candidates_mod, "BITS_BUDGET", 0)
-    monkeypatch.setattr(candidates_mod, "SHARED_STEP", 64)  # many steps, some holding one pair
+        monkeypatch.setattr(pair_values_mod, "BITS_BUDGET", 0)
+    monkeypatch.setattr(pair_values_mod, "SHARED_STEP", 64)  # many steps, some holding one pair
     rng = np.random.default_rng(n_blocks)
     n = 300
     sets = [
